@@ -1,0 +1,619 @@
+//! One Redis server, through one shared auto-reconnecting multiplexed
+//! connection (`redis::aio::ConnectionManager`).
+//!
+//! The connection is created lazily, so a backend can be built while Redis is
+//! down; commands then fail fast and the manager keeps reconnecting. The
+//! connection's driver lives on the tokio runtime that created it; when that
+//! runtime shuts down (a `#[tokio::test]` ending, say) the backend notices
+//! and opens a new connection on the caller's runtime.
+//!
+//! Multi-key writes that must be atomic (a value and the sets that list it)
+//! run as Lua scripts; batches are pipelined.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Script, ServerErrorKind};
+
+use super::{
+    Backend, BoxFuture, Event, EventStream, KeyTtl, Swap, Write, decode_event, encode_event,
+};
+use crate::codec::now_ms;
+use crate::config::RedisUrl;
+use crate::error::{Error, Result};
+
+/// Keys per `SCAN` step and per `UNLINK` of a pattern deletion.
+pub(crate) const SCAN_COUNT: usize = 1_000;
+
+/// Lua scripts shared by the Redis and cluster backends.
+pub(crate) mod scripts {
+    use redis::Script;
+    use std::sync::LazyLock;
+
+    /// KEYS: value key, then member sets. ARGV: value, ttl ms, expiry score, now ms.
+    pub(crate) static WRITE_WITH_SETS: LazyLock<Script> = LazyLock::new(|| {
+        Script::new(
+            r"
+for i = 2, #KEYS do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[4])
+  redis.call('ZADD', KEYS[i], ARGV[3], KEYS[1])
+  if redis.call('PTTL', KEYS[i]) < tonumber(ARGV[2]) then
+    redis.call('PEXPIRE', KEYS[i], ARGV[2])
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1",
+        )
+    });
+
+    /// KEYS: one set. ARGV: member, ttl ms, expiry score, now ms.
+    pub(crate) static ADD_MEMBER: LazyLock<Script> = LazyLock::new(|| {
+        Script::new(
+            r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 1",
+        )
+    });
+
+    /// KEYS: counter. ARGV: by, ttl ms (0: none).
+    pub(crate) static INCR: LazyLock<Script> = LazyLock::new(|| {
+        Script::new(
+            r"
+local v = redis.call('INCRBY', KEYS[1], ARGV[1])
+if ARGV[2] ~= '0' and redis.call('PTTL', KEYS[1]) == -1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return v",
+        )
+    });
+
+    /// KEYS: key. ARGV: expected, action (set|del|exp), value or ttl, ttl.
+    pub(crate) static COMPARE_AND_SWAP: LazyLock<Script> = LazyLock::new(|| {
+        Script::new(
+            r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == 'set' then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+elseif ARGV[2] == 'del' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return 1",
+        )
+    });
+
+    /// KEYS: set. ARGV: now ms.
+    pub(crate) static MEMBERS: LazyLock<Script> = LazyLock::new(|| {
+        Script::new(
+            r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return redis.call('ZRANGE', KEYS[1], 0, -1)",
+        )
+    });
+}
+
+pub(crate) fn millis(d: Duration) -> u64 {
+    (d.as_millis() as u64).max(1)
+}
+
+/// The invocation of the compare-and-swap script.
+pub(crate) fn cas_invocation<'s>(
+    key: &str,
+    expected: &[u8],
+    swap: &Swap,
+) -> redis::ScriptInvocation<'s> {
+    let mut inv = scripts::COMPARE_AND_SWAP.prepare_invoke();
+    inv.key(key).arg(expected);
+    match swap {
+        Swap::Set(value, ttl) => inv.arg("set").arg(value.as_ref()).arg(millis(*ttl)),
+        Swap::Delete => inv.arg("del").arg(0).arg(0),
+        Swap::Expire(ttl) => inv.arg("exp").arg(millis(*ttl)).arg(0),
+    };
+    inv
+}
+
+pub(crate) fn ttl_from_pttl(pttl: i64) -> KeyTtl {
+    match pttl {
+        -2 => KeyTtl::Missing,
+        -1 => KeyTtl::Persistent,
+        ms => KeyTtl::Expires(Duration::from_millis(ms.max(0) as u64)),
+    }
+}
+
+/// Builds a client for `url`, with a CA file for TLS if given.
+pub(crate) fn client(url: &RedisUrl, tls_ca: Option<&std::path::Path>) -> Result<Client> {
+    url.validate()?;
+    #[cfg(feature = "tls")]
+    install_crypto_provider();
+    match tls_ca {
+        #[cfg(feature = "tls")]
+        Some(path) if url.is_tls() => {
+            let pem = std::fs::read(path).map_err(|e| {
+                Error::Config(format!(
+                    "cannot read the TLS CA file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            Client::build_with_tls(
+                url.expose(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            )
+            .map_err(|e| Error::Config(format!("TLS setup for {url} failed: {:?}", e.kind())))
+        }
+        _ => {
+            Client::open(url.expose()).map_err(|e| Error::Config(format!("{url}: {:?}", e.kind())))
+        }
+    }
+}
+
+#[cfg(feature = "tls")]
+fn install_crypto_provider() {
+    // rustls needs a process-wide provider when more than one could be
+    // compiled in; ignore the error when one is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Connection tuning shared by the Redis and cluster backends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tuning {
+    pub(crate) timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+}
+
+/// A value that belongs to the tokio runtime it was created on, and knows
+/// when that runtime is gone.
+pub(crate) struct OnRuntime<T> {
+    pub(crate) value: T,
+    alive: Arc<AtomicBool>,
+}
+
+impl<T> OnRuntime<T> {
+    /// Wraps `value`, created on the current runtime.
+    pub(crate) fn new(value: T) -> Self {
+        OnRuntime {
+            value,
+            alive: runtime_sentinel(),
+        }
+    }
+
+    pub(crate) fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+}
+
+/// A flag that turns false when the current tokio runtime shuts down.
+pub(crate) fn runtime_sentinel() -> Arc<AtomicBool> {
+    struct ClearOnDrop(Arc<AtomicBool>);
+    impl Drop for ClearOnDrop {
+        fn drop(&mut self) {
+            self.0.store(false, Ordering::Release);
+        }
+    }
+    let alive = Arc::new(AtomicBool::new(true));
+    let guard = ClearOnDrop(alive.clone());
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            handle.spawn(async move {
+                let _guard = guard;
+                std::future::pending::<()>().await;
+            });
+        }
+        Err(_) => drop(guard),
+    }
+    alive
+}
+
+/// One Redis server.
+pub struct RedisBackend {
+    url: RedisUrl,
+    client: Client,
+    tuning: Tuning,
+    conn: RwLock<OnRuntime<ConnectionManager>>,
+    sender: u64,
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+impl RedisBackend {
+    /// A backend for `url` that connects lazily. Must be called within a
+    /// tokio runtime.
+    pub fn new(
+        url: &RedisUrl,
+        tls_ca: Option<&std::path::Path>,
+        timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<Self> {
+        let client = client(url, tls_ca)?;
+        let tuning = Tuning {
+            timeout,
+            connect_timeout,
+        };
+        let conn = RwLock::new(OnRuntime::new(Self::manager(&client, tuning)?));
+        Ok(RedisBackend {
+            url: url.clone(),
+            client,
+            tuning,
+            conn,
+            sender: fastrand::u64(..),
+        })
+    }
+
+    fn manager(client: &Client, tuning: Tuning) -> Result<ConnectionManager> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(tuning.connect_timeout))
+            .set_response_timeout(Some(tuning.timeout))
+            .set_number_of_retries(3)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(500));
+        ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(Error::from)
+    }
+
+    /// The URL, password redacted by its `Display`.
+    pub fn url(&self) -> &RedisUrl {
+        &self.url
+    }
+
+    /// The shared connection; a new one if the runtime of the old one is gone.
+    fn conn(&self) -> Result<ConnectionManager> {
+        {
+            let guard = self.conn.read().expect("connection lock");
+            if guard.is_alive() {
+                return Ok(guard.value.clone());
+            }
+        }
+        let mut guard = self.conn.write().expect("connection lock");
+        if !guard.is_alive() {
+            tracing::debug!(url = %self.url, "the runtime of the Redis connection is gone; reconnecting");
+            *guard = OnRuntime::new(Self::manager(&self.client, self.tuning)?);
+        }
+        Ok(guard.value.clone())
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        let mut conn = self.conn()?;
+        Ok(cmd.query_async(&mut conn).await?)
+    }
+
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T> {
+        let mut conn = self.conn()?;
+        Ok(invocation.invoke_async(&mut conn).await?)
+    }
+
+    /// Runs a pipeline, loading scripts once if the server lost them.
+    async fn pipeline(&self, pipe: &redis::Pipeline, scripts: &[&Script]) -> Result<()> {
+        let mut conn = self.conn()?;
+        match pipe.exec_async(&mut conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(ServerErrorKind::NoScript) => {
+                for script in scripts {
+                    script.prepare_invoke().load_async(&mut conn).await?;
+                }
+                Ok(pipe.exec_async(&mut conn).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+}
+
+/// Adds the commands of one [`Write`] to a pipeline, atomically when it has
+/// member sets.
+pub(crate) fn add_write(pipe: &mut redis::Pipeline, w: &Write) {
+    let ttl = millis(w.ttl);
+    if w.member_of.is_empty() {
+        pipe.cmd("SET")
+            .arg(&w.key)
+            .arg(w.value.as_ref())
+            .arg("PX")
+            .arg(ttl)
+            .ignore();
+    } else {
+        let script = &*scripts::WRITE_WITH_SETS;
+        let now = now_ms();
+        let cmd = pipe
+            .cmd("EVALSHA")
+            .arg(script.get_hash())
+            .arg(1 + w.member_of.len())
+            .arg(&w.key);
+        for set in &w.member_of {
+            cmd.arg(set);
+        }
+        cmd.arg(w.value.as_ref())
+            .arg(ttl)
+            .arg(now + ttl)
+            .arg(now)
+            .ignore();
+    }
+}
+
+/// Subscribes to `channel` on `client`, forwarding events until the receiver
+/// is dropped; reconnects with backoff, announcing each (re)subscription with
+/// [`Event::Resync`]. Messages sent by `own` are skipped.
+pub(crate) fn spawn_subscriber(
+    client: Client,
+    channel: String,
+    own: u64,
+    connect_timeout: Duration,
+) -> EventStream {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        use futures_util::StreamExt;
+        let mut backoff = Duration::from_millis(50);
+        while !tx.is_closed() {
+            let connected = tokio::time::timeout(connect_timeout, async {
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.subscribe(&channel).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            })
+            .await;
+            match connected {
+                Ok(Ok(mut pubsub)) => {
+                    backoff = Duration::from_millis(50);
+                    tracing::debug!(channel, "subscribed to cachekit events");
+                    if tx.send(Event::Resync).is_err() {
+                        return;
+                    }
+                    let mut messages = pubsub.on_message();
+                    loop {
+                        tokio::select! {
+                            message = messages.next() => {
+                                let Some(message) = message else { break };
+                                let Ok(text) = std::str::from_utf8(message.get_payload_bytes()) else { continue };
+                                match decode_event(text) {
+                                    Some((sender, _)) if sender == own => {}
+                                    Some((_, event)) => {
+                                        if tx.send(event).is_err() {
+                                            return;
+                                        }
+                                    }
+                                    None => tracing::debug!(channel, "ignored a malformed cachekit event"),
+                                }
+                            }
+                            () = tx.closed() => return,
+                        }
+                    }
+                    tracing::debug!(channel, "cachekit event subscription lost; resubscribing");
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(channel, error = %e, "cannot subscribe to cachekit events yet")
+                }
+                Err(_) => tracing::debug!(channel, "subscribing to cachekit events timed out"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = tx.closed() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    });
+    rx
+}
+
+impl Backend for RedisBackend {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
+        Box::pin(async move {
+            let mut conn = self.conn()?;
+            let value: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(&mut conn).await?;
+            Ok(value.map(Bytes::from))
+        })
+    }
+
+    fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Bytes>>>> {
+        Box::pin(async move {
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            let values: Vec<Option<Vec<u8>>> = self.query(redis::cmd("MGET").arg(keys)).await?;
+            Ok(values.into_iter().map(|v| v.map(Bytes::from)).collect())
+        })
+    }
+
+    fn write<'a>(&'a self, writes: &'a [Write]) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            match writes {
+                [] => Ok(()),
+                [w] if w.member_of.is_empty() => {
+                    self.query(
+                        redis::cmd("SET")
+                            .arg(&w.key)
+                            .arg(w.value.as_ref())
+                            .arg("PX")
+                            .arg(millis(w.ttl)),
+                    )
+                    .await
+                }
+                _ => {
+                    let mut pipe = redis::pipe();
+                    for w in writes {
+                        add_write(&mut pipe, w);
+                    }
+                    self.pipeline(&pipe, &[&*scripts::WRITE_WITH_SETS]).await
+                }
+            }
+        })
+    }
+
+    fn set_nx<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let reply: Option<String> = self
+                .query(
+                    redis::cmd("SET")
+                        .arg(key)
+                        .arg(value.as_ref())
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(millis(ttl)),
+                )
+                .await?;
+            Ok(reply.is_some())
+        })
+    }
+
+    fn compare_and_swap<'a>(
+        &'a self,
+        key: &'a str,
+        expected: &'a [u8],
+        swap: Swap,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let swapped: i64 = self.invoke(&cas_invocation(key, expected, &swap)).await?;
+            Ok(swapped == 1)
+        })
+    }
+
+    fn delete<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            if keys.is_empty() {
+                return Ok(0);
+            }
+            self.query(redis::cmd("UNLINK").arg(keys)).await
+        })
+    }
+
+    fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move { self.query(redis::cmd("EXISTS").arg(key)).await })
+    }
+
+    fn expire<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            self.query(redis::cmd("PEXPIRE").arg(key).arg(millis(ttl)))
+                .await
+        })
+    }
+
+    fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<KeyTtl>> {
+        Box::pin(async move {
+            Ok(ttl_from_pttl(
+                self.query(redis::cmd("PTTL").arg(key)).await?,
+            ))
+        })
+    }
+
+    fn incr<'a>(
+        &'a self,
+        key: &'a str,
+        by: i64,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<i64>> {
+        Box::pin(async move {
+            self.invoke(scripts::INCR.key(key).arg(by).arg(ttl.map_or(0, millis)))
+                .await
+        })
+    }
+
+    fn members<'a>(&'a self, set: &'a str) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(async move { self.invoke(scripts::MEMBERS.key(set).arg(now_ms())).await })
+    }
+
+    fn remove_members<'a>(
+        &'a self,
+        set: &'a str,
+        members: &'a [String],
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            if members.is_empty() {
+                return Ok(());
+            }
+            self.query(redis::cmd("ZREM").arg(set).arg(members)).await
+        })
+    }
+
+    fn delete_matching<'a>(&'a self, pattern: &'a str) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            let mut conn = self.conn()?;
+            scan_delete(&mut conn, pattern, "redis").await
+        })
+    }
+
+    fn publish<'a>(&'a self, channel: &'a str, event: &'a Event) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.query(
+                redis::cmd("PUBLISH")
+                    .arg(channel)
+                    .arg(encode_event(self.sender, event)),
+            )
+            .await
+        })
+    }
+
+    fn subscribe(&self, channel: &str) -> Option<EventStream> {
+        Some(spawn_subscriber(
+            self.client.clone(),
+            channel.to_owned(),
+            self.sender,
+            self.tuning.connect_timeout,
+        ))
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move { self.query(&redis::cmd("PING")).await })
+    }
+}
+
+/// `SCAN` + `UNLINK` in batches on one node until the cursor returns to 0.
+pub(crate) async fn scan_delete<C: redis::aio::ConnectionLike>(
+    conn: &mut C,
+    pattern: &str,
+    node: &str,
+) -> Result<u64> {
+    let mut cursor: u64 = 0;
+    let mut deleted = 0u64;
+    let mut scanned_batches = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(SCAN_COUNT)
+            .query_async(conn)
+            .await?;
+        if !keys.is_empty() {
+            let n: u64 = redis::cmd("UNLINK").arg(&keys).query_async(conn).await?;
+            deleted += n;
+        }
+        scanned_batches += 1;
+        if scanned_batches.is_multiple_of(100) {
+            tracing::debug!(
+                pattern,
+                node,
+                deleted,
+                scanned_batches,
+                "pattern invalidation progress"
+            );
+        }
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    Ok(deleted)
+}

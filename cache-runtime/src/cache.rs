@@ -1,0 +1,532 @@
+//! The namespaced cache service: what application code calls directly.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use cachekit_runtime::Cache;
+//!
+//! static SIGNUP: Cache = Cache::new("signup", Duration::from_secs(300));
+//!
+//! # async fn f() -> Result<(), cachekit_runtime::Error> {
+//! SIGNUP.set("session-1", &serde_json::json!({"email": "ada@example.com"})).await?;
+//! SIGNUP.update("session-1", serde_json::json!({"step": 2})).await?;
+//! let attempts = SIGNUP.increment("attempts:ada", 1).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Keys are `namespace:key` on the store (`namespace#G:key` after `G`
+//! namespace invalidations). Every method returns a [`Result`]: unlike cached
+//! functions, the explicit API lets the caller see a failure. An entry that
+//! cannot be decoded as the requested type reads as absent (and is counted),
+//! never as an error.
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::backend::{Event, KeyTtl, Swap, Write};
+use crate::cached::{self, Policy};
+use crate::codec::{Format, Meta};
+use crate::error::{Error, Result};
+use crate::global::{Runtime, runtime};
+use crate::key;
+use crate::stats::{Count, Counters};
+
+/// Attempts of an optimistic `update` before it reports contention.
+const UPDATE_ATTEMPTS: usize = 1_000;
+
+/// A namespaced handle on the global cache, with a default TTL.
+///
+/// `Cache::new` is a `const fn`, so a handle can be a `static`. The namespace
+/// holds letters, digits, `_`, `.` and `-`; it is checked on each call.
+#[derive(Debug)]
+pub struct Cache {
+    namespace: &'static str,
+    default_ttl: Duration,
+    counters: OnceLock<&'static Counters>,
+}
+
+impl Clone for Cache {
+    fn clone(&self) -> Self {
+        Cache {
+            namespace: self.namespace,
+            default_ttl: self.default_ttl,
+            counters: self.counters.clone(),
+        }
+    }
+}
+
+/// The context of one call: the runtime and the namespace's current segment.
+struct Scope {
+    rt: Arc<Runtime>,
+    segment: Arc<str>,
+}
+
+impl Scope {
+    fn key(&self, key: &str) -> String {
+        self.rt.layout.data_key(Some(&self.segment), key)
+    }
+
+    /// The key relative to the namespace, if `full` is one of its current keys.
+    fn relative<'k>(&self, full: &'k str) -> Option<&'k str> {
+        full.strip_prefix(self.rt.layout.prefix())?
+            .strip_prefix(&*self.segment)?
+            .strip_prefix(':')
+    }
+
+    /// Tells other processes (their in-process tiers) that keys changed,
+    /// without making the caller wait for it.
+    fn announce(&self, keys: Vec<String>) {
+        if !self.rt.backend.is_shared() || keys.is_empty() {
+            return;
+        }
+        let rt = self.rt.clone();
+        tokio::spawn(async move { rt.publish(Event::Keys(keys)).await });
+    }
+}
+
+impl Cache {
+    /// A handle on `namespace` whose entries live `default_ttl` unless told
+    /// otherwise.
+    pub const fn new(namespace: &'static str, default_ttl: Duration) -> Self {
+        Cache {
+            namespace,
+            default_ttl,
+            counters: OnceLock::new(),
+        }
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &'static str {
+        self.namespace
+    }
+
+    /// The default TTL.
+    pub fn default_ttl(&self) -> Duration {
+        self.default_ttl
+    }
+
+    fn counters(&self) -> &'static Counters {
+        self.counters
+            .get_or_init(|| Counters::for_namespace(self.namespace))
+    }
+
+    async fn scope(&self) -> Result<Scope> {
+        key::validate_namespace(self.namespace)?;
+        if self.default_ttl.is_zero() {
+            return Err(Error::invalid(format!(
+                "the default TTL of namespace `{}` is zero",
+                self.namespace
+            )));
+        }
+        let rt = runtime().await;
+        let segment = rt
+            .namespace_segment(self.namespace)
+            .await
+            .inspect_err(|_| self.counters().add(Count::Error))?;
+        Ok(Scope { rt, segment })
+    }
+
+    fn counted<T>(&self, result: Result<T>) -> Result<T> {
+        if result.as_ref().is_err_and(Error::is_transient) {
+            self.counters().add(Count::Error);
+        }
+        result
+    }
+
+    fn check_ttl(ttl: Duration) -> Result<()> {
+        if ttl.is_zero() {
+            return Err(Error::invalid("a TTL must be positive"));
+        }
+        Ok(())
+    }
+
+    /// Stores `value` under `key` for the default TTL.
+    pub async fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
+        self.set_with_ttl(key, value, self.default_ttl).await
+    }
+
+    /// Stores `value` under `key` for `ttl`.
+    pub async fn set_with_ttl<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<()> {
+        key::validate_key("key", key)?;
+        Self::check_ttl(ttl)?;
+        let scope = self.scope().await?;
+        let full = scope.key(key);
+        let raw = scope
+            .rt
+            .envelope
+            .encode(&full, value, Format::JSON, &Meta::NONE)?;
+        let write = Write::new(full.clone(), raw, ttl);
+        self.counted(scope.rt.backend.write(std::slice::from_ref(&write)).await)?;
+        scope.announce(vec![full]);
+        Ok(())
+    }
+
+    /// Reads the value under `key`. `None` if it is absent, expired, or
+    /// cannot be decoded as a `T`.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        key::validate_key("key", key)?;
+        let scope = self.scope().await?;
+        let full = scope.key(key);
+        let raw = self.counted(scope.rt.backend.get(&full).await)?;
+        Ok(self.decode(&scope, &full, raw.as_deref()))
+    }
+
+    fn decode<T: DeserializeOwned>(
+        &self,
+        scope: &Scope,
+        full: &str,
+        raw: Option<&[u8]>,
+    ) -> Option<T> {
+        let Some(raw) = raw else {
+            self.counters().add(Count::Miss);
+            return None;
+        };
+        match scope
+            .rt
+            .envelope
+            .decode(full, raw)
+            .and_then(|e| e.value(crate::Codec::Json))
+        {
+            Ok(value) => {
+                self.counters().add(Count::Hit);
+                Some(value)
+            }
+            Err(e) => {
+                self.counters().add(Count::DecodeFailure);
+                self.counters().add(Count::Miss);
+                tracing::debug!(key = full, error = %e, "undecodable entry read as absent");
+                None
+            }
+        }
+    }
+
+    /// Deletes `key`. Returns whether it existed. The key leaves its
+    /// indexes too: they never return a deleted entry.
+    pub async fn delete(&self, key: &str) -> Result<bool> {
+        key::validate_key("key", key)?;
+        let scope = self.scope().await?;
+        let full = scope.key(key);
+        let deleted = self.counted(scope.rt.backend.delete(std::slice::from_ref(&full)).await)? > 0;
+        scope.announce(vec![full]);
+        Ok(deleted)
+    }
+
+    /// Whether `key` holds a live entry.
+    pub async fn exists(&self, key: &str) -> Result<bool> {
+        key::validate_key("key", key)?;
+        let scope = self.scope().await?;
+        self.counted(scope.rt.backend.exists(&scope.key(key)).await)
+    }
+
+    /// Merges the fields of `patch` (a JSON object) into the JSON object
+    /// stored under `key`, atomically, and resets its TTL to the default.
+    /// Returns `false` if `key` is absent.
+    ///
+    /// The merge is optimistic: read, merge, and compare-and-swap, retried
+    /// on conflict, so concurrent updates of different fields all land.
+    /// Numbers keep their exact value (no float round trip).
+    pub async fn update(&self, key: &str, patch: serde_json::Value) -> Result<bool> {
+        key::validate_key("key", key)?;
+        let serde_json::Value::Object(patch) = patch else {
+            return Err(Error::invalid("an update patch must be a JSON object"));
+        };
+        let scope = self.scope().await?;
+        let full = scope.key(key);
+        let backend = &scope.rt.backend;
+        for attempt in 0..UPDATE_ATTEMPTS {
+            let Some(raw) = self.counted(backend.get(&full).await)? else {
+                return Ok(false);
+            };
+            let entry = scope.rt.envelope.decode(&full, &raw)?;
+            let mut current: serde_json::Value = entry.value(crate::Codec::Json)?;
+            let Some(object) = current.as_object_mut() else {
+                return Err(Error::Codec(format!(
+                    "the entry under `{key}` is not a JSON object"
+                )));
+            };
+            for (field, value) in &patch {
+                object.insert(field.clone(), value.clone());
+            }
+            let updated = scope
+                .rt
+                .envelope
+                .encode(&full, &current, Format::JSON, &entry.meta)?;
+            let swapped = self.counted(
+                backend
+                    .compare_and_swap(&full, &raw, Swap::Set(updated, self.default_ttl))
+                    .await,
+            )?;
+            if swapped {
+                scope.announce(vec![full]);
+                return Ok(true);
+            }
+            // Lost a race: back off a little, with jitter, and merge again.
+            let bound = Duration::from_micros(50 * (1 << attempt.min(8)) as u64);
+            tokio::time::sleep(bound.mul_f64(fastrand::f64())).await;
+        }
+        Err(Error::Unavailable(format!(
+            "update of `{key}` kept conflicting with concurrent writes ({UPDATE_ATTEMPTS} attempts)"
+        )))
+    }
+
+    /// Sets the TTL of `key`. Returns `false` if it is absent.
+    pub async fn set_ttl(&self, key: &str, ttl: Duration) -> Result<bool> {
+        key::validate_key("key", key)?;
+        Self::check_ttl(ttl)?;
+        let scope = self.scope().await?;
+        self.counted(scope.rt.backend.expire(&scope.key(key), ttl).await)
+    }
+
+    /// The remaining TTL of `key`; `None` if it is absent (or never expires).
+    pub async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
+        key::validate_key("key", key)?;
+        let scope = self.scope().await?;
+        Ok(
+            match self.counted(scope.rt.backend.ttl(&scope.key(key)).await)? {
+                KeyTtl::Expires(d) => Some(d),
+                KeyTtl::Missing | KeyTtl::Persistent => None,
+            },
+        )
+    }
+
+    /// Adds `by` to the counter under `key` and returns its new value,
+    /// atomically. A counter created by this call lives for the default TTL
+    /// (a rate-limit window): it is not extended by later increments.
+    pub async fn increment(&self, key: &str, by: i64) -> Result<i64> {
+        key::validate_key("key", key)?;
+        let scope = self.scope().await?;
+        let full = scope.key(key);
+        let value = self.counted(
+            scope
+                .rt
+                .backend
+                .incr(&full, by, Some(self.default_ttl))
+                .await,
+        )?;
+        scope.announce(vec![full]);
+        Ok(value)
+    }
+
+    /// Deletes every entry and index of this namespace (all generations),
+    /// and nothing else. Returns how many keys were deleted.
+    pub async fn clear(&self) -> Result<u64> {
+        key::validate_namespace(self.namespace)?;
+        let rt = runtime().await;
+        let mut deleted = 0;
+        for pattern in rt.layout.namespace_patterns(self.namespace) {
+            deleted += self.counted(rt.backend.delete_matching(&pattern).await)?;
+            rt.publish(Event::Pattern(pattern)).await;
+        }
+        self.counters().add(Count::Invalidation);
+        Ok(deleted)
+    }
+
+    /// Stores `value` under `key` and lists it in the given secondary
+    /// indexes (`(name, value)` pairs), atomically with the value write.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # static SESSIONS: cachekit_runtime::Cache = cachekit_runtime::Cache::new("sessions", Duration::from_secs(60));
+    /// # async fn f() -> Result<(), cachekit_runtime::Error> {
+    /// SESSIONS.set_indexed("s1", &"...", &[("user", "alice")]).await?;
+    /// let alice: Vec<String> = SESSIONS.get_by_index("user", "alice").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_indexed<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        indexes: &[(&str, &str)],
+    ) -> Result<()> {
+        key::validate_key("key", key)?;
+        for (name, v) in indexes {
+            key::validate_key("index name", name)?;
+            key::validate_key("index value", v)?;
+        }
+        let scope = self.scope().await?;
+        let full = scope.key(key);
+        let index_keys: Vec<String> = indexes
+            .iter()
+            .map(|(name, v)| scope.rt.layout.index_key(self.namespace, name, v))
+            .collect();
+        let meta = Meta {
+            indexes: index_keys.clone(),
+            ..Meta::NONE
+        };
+        let raw = scope
+            .rt
+            .envelope
+            .encode(&full, value, Format::JSON, &meta)?;
+        let write = Write {
+            key: full.clone(),
+            value: raw,
+            ttl: self.default_ttl,
+            member_of: index_keys,
+        };
+        self.counted(scope.rt.backend.write(std::slice::from_ref(&write)).await)?;
+        scope.announce(vec![full]);
+        Ok(())
+    }
+
+    /// The live entries listed in index `(name, value)`, decoded as `T`.
+    pub async fn get_by_index<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        value: &str,
+    ) -> Result<Vec<T>> {
+        Ok(self
+            .indexed(name, value)
+            .await?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
+    }
+
+    /// The keys (relative to the namespace) listed in index `(name, value)`
+    /// whose entries are live.
+    pub async fn keys_by_index(&self, name: &str, value: &str) -> Result<Vec<String>> {
+        Ok(self
+            .indexed::<serde::de::IgnoredAny>(name, value)
+            .await?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
+    }
+
+    /// Reads an index and checks each member against its entry: an entry
+    /// that is gone, from an older generation, or no longer listed in this
+    /// index is pruned, never returned.
+    async fn indexed<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        value: &str,
+    ) -> Result<Vec<(String, T)>> {
+        key::validate_key("index name", name)?;
+        key::validate_key("index value", value)?;
+        let scope = self.scope().await?;
+        let index_key = scope.rt.layout.index_key(self.namespace, name, value);
+        let backend = &scope.rt.backend;
+        let members = self.counted(backend.members(&index_key).await)?;
+        let (current, old): (Vec<String>, Vec<String>) = members
+            .into_iter()
+            .partition(|m| scope.relative(m).is_some());
+        let raws = if current.is_empty() {
+            Vec::new()
+        } else {
+            self.counted(backend.get_many(&current).await)?
+        };
+        let mut found = Vec::new();
+        let mut gone = old;
+        for (full, raw) in current.into_iter().zip(raws) {
+            let listed = raw.as_deref().and_then(|raw| {
+                let entry = scope.rt.envelope.decode(&full, raw).ok()?;
+                if !entry.meta.indexes.iter().any(|i| *i == index_key) {
+                    return None;
+                }
+                entry.value::<T>(crate::Codec::Json).ok()
+            });
+            match listed {
+                Some(v) => {
+                    let relative = scope.relative(&full).expect("partitioned").to_owned();
+                    found.push((relative, v));
+                }
+                None => gone.push(full),
+            }
+        }
+        if !gone.is_empty() {
+            // Pruning is housekeeping: a failure here changes no answer.
+            let _ = backend.remove_members(&index_key, &gone).await;
+        }
+        Ok(found)
+    }
+
+    /// Reads many keys in one round trip. Absent and undecodable entries are
+    /// `None`, in the order of `keys`.
+    pub async fn get_many<T: DeserializeOwned, K: AsRef<str>>(
+        &self,
+        keys: &[K],
+    ) -> Result<Vec<Option<T>>> {
+        for k in keys {
+            key::validate_key("key", k.as_ref())?;
+        }
+        let scope = self.scope().await?;
+        let full: Vec<String> = keys.iter().map(|k| scope.key(k.as_ref())).collect();
+        let raws = self.counted(scope.rt.backend.get_many(&full).await)?;
+        Ok(full
+            .iter()
+            .zip(raws)
+            .map(|(k, raw)| self.decode(&scope, k, raw.as_deref()))
+            .collect())
+    }
+
+    /// Stores many values for the default TTL in one round trip (pipelined).
+    pub async fn set_many<K: AsRef<str>, V: Serialize>(&self, items: &[(K, V)]) -> Result<()> {
+        for (k, _) in items {
+            key::validate_key("key", k.as_ref())?;
+        }
+        let scope = self.scope().await?;
+        let writes = items
+            .iter()
+            .map(|(k, v)| {
+                let full = scope.key(k.as_ref());
+                let raw = scope
+                    .rt
+                    .envelope
+                    .encode(&full, v, Format::JSON, &Meta::NONE)?;
+                Ok(Write::new(full, raw, self.default_ttl))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.counted(scope.rt.backend.write(&writes).await)?;
+        scope.announce(writes.into_iter().map(|w| w.key).collect());
+        Ok(())
+    }
+
+    /// Returns the value under `key`, or computes it, stores it for `ttl`
+    /// and returns it: the engine of `#[cached]`, for keys built at run
+    /// time. Concurrent callers of one key share one computation. A cache
+    /// failure never fails the call (it computes); the error is only for an
+    /// invalid key or TTL.
+    pub async fn get_or_compute<T, F, Fut>(&self, key: &str, ttl: Duration, compute: F) -> Result<T>
+    where
+        T: cached::CacheValue,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        key::validate_key("key", key)?;
+        key::validate_namespace(self.namespace)?;
+        Self::check_ttl(ttl)?;
+        let rt = runtime().await;
+        let policy = Policy::plain(self.counters(), ttl, Some(self.namespace));
+        Ok(cached::run(&rt, &policy, key, cached::PlainOutput, compute()).await)
+    }
+
+    /// Like [`Cache::get_or_compute`] for a fallible computation: `Err` is
+    /// returned and never stored.
+    pub async fn try_get_or_compute<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        compute: F,
+    ) -> Result<T, E>
+    where
+        T: cached::CacheValue,
+        E: From<Error>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        key::validate_key("key", key)?;
+        key::validate_namespace(self.namespace)?;
+        Self::check_ttl(ttl)?;
+        let rt = runtime().await;
+        let policy = Policy::plain(self.counters(), ttl, Some(self.namespace));
+        cached::run(&rt, &policy, key, cached::ResultOutput, compute()).await
+    }
+}

@@ -1,0 +1,401 @@
+//! Counters: hits, misses, errors, decode failures and latency, per cached
+//! function and per namespace, read through [`stats()`].
+//!
+//! Counting is a relaxed atomic add on counters that live as long as the
+//! program (a cached function's are in its static call site); a snapshot sums
+//! them. With the `metrics` feature every count is also reported through the
+//! `metrics` facade, labelled `function` or `namespace`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+/// What a set of counters is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// A cached function (`#[cached]`).
+    Function,
+    /// A namespace of the `Cache` API.
+    Namespace,
+    /// Everything else (invalidations, locks).
+    Other,
+}
+
+/// The counters of one function or namespace.
+#[derive(Debug)]
+pub struct Counters {
+    scope: Scope,
+    name: &'static str,
+    registered: AtomicBool,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    stale_hits: AtomicU64,
+    local_hits: AtomicU64,
+    errors: AtomicU64,
+    decode_failures: AtomicU64,
+    computations: AtomicU64,
+    refreshes: AtomicU64,
+    invalidations: AtomicU64,
+    hit_ns: AtomicU64,
+    hit_max_ns: AtomicU64,
+    miss_ns: AtomicU64,
+    miss_max_ns: AtomicU64,
+}
+
+/// Which count an event adds to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Count {
+    Hit,
+    Miss,
+    StaleHit,
+    LocalHit,
+    Error,
+    DecodeFailure,
+    Computation,
+    Refresh,
+    Invalidation,
+}
+
+impl Count {
+    #[cfg(feature = "metrics")]
+    fn metric(self) -> &'static str {
+        match self {
+            Count::Hit => "cachekit_hits_total",
+            Count::Miss => "cachekit_misses_total",
+            Count::StaleHit => "cachekit_stale_hits_total",
+            Count::LocalHit => "cachekit_local_hits_total",
+            Count::Error => "cachekit_errors_total",
+            Count::DecodeFailure => "cachekit_decode_failures_total",
+            Count::Computation => "cachekit_computations_total",
+            Count::Refresh => "cachekit_refreshes_total",
+            Count::Invalidation => "cachekit_invalidations_total",
+        }
+    }
+}
+
+static REGISTRY: Mutex<Vec<&'static Counters>> = Mutex::new(Vec::new());
+static NAMESPACES: LazyLock<Mutex<std::collections::HashMap<String, &'static Counters>>> =
+    LazyLock::new(Default::default);
+pub(crate) static OTHER: Counters = Counters::new(Scope::Other, "other");
+
+impl Counters {
+    /// Zeroed counters. They are listed in [`stats()`] after their first count.
+    pub const fn new(scope: Scope, name: &'static str) -> Self {
+        Counters {
+            scope,
+            name,
+            registered: AtomicBool::new(false),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            stale_hits: AtomicU64::new(0),
+            local_hits: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            decode_failures: AtomicU64::new(0),
+            computations: AtomicU64::new(0),
+            refreshes: AtomicU64::new(0),
+            invalidations: AtomicU64::new(0),
+            hit_ns: AtomicU64::new(0),
+            hit_max_ns: AtomicU64::new(0),
+            miss_ns: AtomicU64::new(0),
+            miss_max_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// The counters of a namespace, created on first use.
+    pub(crate) fn for_namespace(ns: &str) -> &'static Counters {
+        let mut map = NAMESPACES.lock().expect("stats registry");
+        if let Some(c) = map.get(ns) {
+            return c;
+        }
+        let name: &'static str = Box::leak(ns.to_owned().into_boxed_str());
+        let counters: &'static Counters =
+            Box::leak(Box::new(Counters::new(Scope::Namespace, name)));
+        map.insert(ns.to_owned(), counters);
+        counters
+    }
+
+    fn ensure_registered(&'static self) {
+        if !self.registered.load(Ordering::Relaxed) && !self.registered.swap(true, Ordering::AcqRel)
+        {
+            REGISTRY.lock().expect("stats registry").push(self);
+        }
+    }
+
+    fn cell(&self, count: Count) -> &AtomicU64 {
+        match count {
+            Count::Hit => &self.hits,
+            Count::Miss => &self.misses,
+            Count::StaleHit => &self.stale_hits,
+            Count::LocalHit => &self.local_hits,
+            Count::Error => &self.errors,
+            Count::DecodeFailure => &self.decode_failures,
+            Count::Computation => &self.computations,
+            Count::Refresh => &self.refreshes,
+            Count::Invalidation => &self.invalidations,
+        }
+    }
+
+    /// Adds one to `count`.
+    #[inline]
+    pub(crate) fn add(&'static self, count: Count) {
+        self.add_n(count, 1);
+    }
+
+    pub(crate) fn add_n(&'static self, count: Count, n: u64) {
+        self.ensure_registered();
+        self.cell(count).fetch_add(n, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        {
+            let label = match self.scope {
+                Scope::Function => "function",
+                Scope::Namespace => "namespace",
+                Scope::Other => "scope",
+            };
+            metrics::counter!(count.metric(), label => self.name).increment(n);
+        }
+    }
+
+    /// Records how long a hit or a miss took.
+    pub(crate) fn latency(&'static self, hit: bool, took: Duration) {
+        let ns = took.as_nanos().min(u64::MAX as u128) as u64;
+        let (sum, max) = if hit {
+            (&self.hit_ns, &self.hit_max_ns)
+        } else {
+            (&self.miss_ns, &self.miss_max_ns)
+        };
+        sum.fetch_add(ns, Ordering::Relaxed);
+        max.fetch_max(ns, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        {
+            let label = if matches!(self.scope, Scope::Namespace) {
+                "namespace"
+            } else {
+                "function"
+            };
+            let name = if hit {
+                "cachekit_hit_seconds"
+            } else {
+                "cachekit_miss_seconds"
+            };
+            metrics::histogram!(name, label => self.name).record(took.as_secs_f64());
+        }
+    }
+
+    fn snapshot(&self) -> Counts {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let hits = get(&self.hits) + get(&self.stale_hits) + get(&self.local_hits);
+        let misses = get(&self.misses);
+        Counts {
+            hits: get(&self.hits),
+            misses,
+            stale_hits: get(&self.stale_hits),
+            local_hits: get(&self.local_hits),
+            errors: get(&self.errors),
+            decode_failures: get(&self.decode_failures),
+            computations: get(&self.computations),
+            refreshes: get(&self.refreshes),
+            invalidations: get(&self.invalidations),
+            mean_hit_latency: mean(get(&self.hit_ns), hits),
+            max_hit_latency: Duration::from_nanos(get(&self.hit_max_ns)),
+            mean_miss_latency: mean(get(&self.miss_ns), misses),
+            max_miss_latency: Duration::from_nanos(get(&self.miss_max_ns)),
+        }
+    }
+}
+
+fn mean(total_ns: u64, n: u64) -> Duration {
+    Duration::from_nanos(total_ns.checked_div(n).unwrap_or(0))
+}
+
+/// The counts of one function, one namespace, or all of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Counts {
+    /// Values served from the shared store.
+    pub hits: u64,
+    /// Lookups that found nothing usable (absent, expired or undecodable).
+    pub misses: u64,
+    /// Values served stale while one caller refreshed them.
+    pub stale_hits: u64,
+    /// Values served from the in-process tier.
+    pub local_hits: u64,
+    /// Backend errors and timeouts (the call failed open).
+    pub errors: u64,
+    /// Entries that could not be decoded (read as misses and overwritten).
+    pub decode_failures: u64,
+    /// Times the function body ran.
+    pub computations: u64,
+    /// Early or stale refreshes.
+    pub refreshes: u64,
+    /// Invalidations run (keys, patterns, tags, namespaces).
+    pub invalidations: u64,
+    /// Mean time to serve a hit (any tier).
+    pub mean_hit_latency: Duration,
+    /// Longest time to serve a hit.
+    pub max_hit_latency: Duration,
+    /// Mean time of a miss, computation included.
+    pub mean_miss_latency: Duration,
+    /// Longest miss.
+    pub max_miss_latency: Duration,
+}
+
+impl Counts {
+    /// Hits of every tier.
+    pub fn all_hits(&self) -> u64 {
+        self.hits + self.stale_hits + self.local_hits
+    }
+
+    /// Hits over lookups, between 0 and 1 (0 before any lookup).
+    pub fn hit_rate(&self) -> f64 {
+        let lookups = self.all_hits() + self.misses;
+        if lookups == 0 {
+            0.0
+        } else {
+            self.all_hits() as f64 / lookups as f64
+        }
+    }
+
+    fn add(&mut self, o: &Counts) {
+        let weighted = |a: Duration, na: u64, b: Duration, nb: u64| {
+            let n = u128::from(na) + u128::from(nb);
+            if n == 0 {
+                return Duration::ZERO;
+            }
+            let total = a.as_nanos() * u128::from(na) + b.as_nanos() * u128::from(nb);
+            Duration::from_nanos((total / n).min(u128::from(u64::MAX)) as u64)
+        };
+        self.mean_hit_latency = weighted(
+            self.mean_hit_latency,
+            self.all_hits(),
+            o.mean_hit_latency,
+            o.all_hits(),
+        );
+        self.mean_miss_latency = weighted(
+            self.mean_miss_latency,
+            self.misses,
+            o.mean_miss_latency,
+            o.misses,
+        );
+        self.max_hit_latency = self.max_hit_latency.max(o.max_hit_latency);
+        self.max_miss_latency = self.max_miss_latency.max(o.max_miss_latency);
+        self.hits += o.hits;
+        self.misses += o.misses;
+        self.stale_hits += o.stale_hits;
+        self.local_hits += o.local_hits;
+        self.errors += o.errors;
+        self.decode_failures += o.decode_failures;
+        self.computations += o.computations;
+        self.refreshes += o.refreshes;
+        self.invalidations += o.invalidations;
+    }
+}
+
+/// A snapshot of every counter since the program started.
+///
+/// The totals are fields of the snapshot (`stats().hits`); `functions` and
+/// `namespaces` break them down.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Values served from the shared store.
+    pub hits: u64,
+    /// Lookups that found nothing usable.
+    pub misses: u64,
+    /// Values served stale.
+    pub stale_hits: u64,
+    /// Values served from the in-process tier.
+    pub local_hits: u64,
+    /// Backend errors and timeouts.
+    pub errors: u64,
+    /// Undecodable entries.
+    pub decode_failures: u64,
+    /// Computations run.
+    pub computations: u64,
+    /// Early or stale refreshes.
+    pub refreshes: u64,
+    /// Invalidations run.
+    pub invalidations: u64,
+    /// All of the above, with latencies.
+    pub totals: Counts,
+    /// Per cached function, by its path (`my_crate::users::get_user`).
+    pub functions: BTreeMap<String, Counts>,
+    /// Per namespace of the `Cache` API.
+    pub namespaces: BTreeMap<String, Counts>,
+}
+
+impl Stats {
+    /// The counts of a cached function, by its full path or its last
+    /// segments (`"get_user"`, `"users::get_user"`).
+    pub fn function(&self, name: &str) -> Option<&Counts> {
+        self.functions.get(name).or_else(|| {
+            let suffix = format!("::{name}");
+            self.functions
+                .iter()
+                .find(|(k, _)| k.ends_with(&suffix))
+                .map(|(_, v)| v)
+        })
+    }
+
+    /// The counts of a namespace.
+    pub fn namespace(&self, name: &str) -> Option<&Counts> {
+        self.namespaces.get(name)
+    }
+
+    /// Hits over lookups, all tiers, between 0 and 1.
+    pub fn hit_rate(&self) -> f64 {
+        self.totals.hit_rate()
+    }
+}
+
+/// A snapshot of the counters.
+pub fn stats() -> Stats {
+    let registry = REGISTRY.lock().expect("stats registry").clone();
+    let mut stats = Stats::default();
+    for counters in registry {
+        let counts = counters.snapshot();
+        stats.totals.add(&counts);
+        let map = match counters.scope {
+            Scope::Function => &mut stats.functions,
+            Scope::Namespace => &mut stats.namespaces,
+            Scope::Other => continue,
+        };
+        map.entry(counters.name.to_owned())
+            .or_default()
+            .add(&counts);
+    }
+    let t = stats.totals;
+    stats.hits = t.hits;
+    stats.misses = t.misses;
+    stats.stale_hits = t.stale_hits;
+    stats.local_hits = t.local_hits;
+    stats.errors = t.errors;
+    stats.decode_failures = t.decode_failures;
+    stats.computations = t.computations;
+    stats.refreshes = t.refreshes;
+    stats.invalidations = t.invalidations;
+    stats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_add_up() {
+        static A: Counters = Counters::new(Scope::Function, "tests::stats::a");
+        A.add(Count::Hit);
+        A.add(Count::Hit);
+        A.add(Count::Miss);
+        A.latency(true, Duration::from_micros(10));
+        let ns = Counters::for_namespace("stats-test");
+        ns.add(Count::DecodeFailure);
+        let s = stats();
+        let a = s.function("a").unwrap();
+        assert_eq!((a.hits, a.misses), (2, 1));
+        assert!(a.hit_rate() > 0.6);
+        assert_eq!(s.namespace("stats-test").unwrap().decode_failures, 1);
+        assert!(s.hits >= 2 && s.decode_failures >= 1);
+        assert!(std::ptr::eq(ns, Counters::for_namespace("stats-test")));
+    }
+}
