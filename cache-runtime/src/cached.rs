@@ -355,22 +355,16 @@ where
     }
 
     match lookup::<O::Value>(rt, p, &full).await {
-        Found::Hit(v) => {
-            p.counters.add(Count::Hit);
-            p.counters.latency(true, started.elapsed());
-            return output.from_value(v);
-        }
+        Found::Hit(v) => return hit(p, started, output.from_value(v)),
         Found::HitToRefresh(v) => {
             // One caller recomputes; the others keep getting the hit.
             let Some(leader) = rt.flights.try_lead(&full) else {
-                p.counters.add(Count::Hit);
-                p.counters.latency(true, started.elapsed());
-                return output.from_value(v);
+                return hit(p, started, output.from_value(v));
             };
             p.counters.add(Count::Refresh);
             let (value, outcome) = compute_and_store(rt, p, &full, output, compute, true).await;
             leader.finish(outcome);
-            return value;
+            return hit(p, started, value);
         }
         Found::Stale(v) => {
             let Some(leader) = rt.flights.try_lead(&full) else {
@@ -383,29 +377,26 @@ where
             leader.finish(outcome.clone());
             // If the refresh produced nothing cacheable (an error), the stale
             // value keeps serving until its window ends.
-            return match outcome {
-                Outcome::Uncached if output.cacheable(&value).is_none() => {
-                    p.counters.add(Count::StaleHit);
-                    output.from_value(v)
-                }
-                _ => value,
-            };
+            if matches!(outcome, Outcome::Uncached) && output.cacheable(&value).is_none() {
+                p.counters.add(Count::StaleHit);
+                p.counters.latency(true, started.elapsed());
+                return output.from_value(v);
+            }
+            return hit(p, started, value);
         }
         Found::Miss | Found::Failed => {}
     }
 
     // A miss: one computation per key in this process.
-    let value = loop {
+    loop {
         match rt.flights.join(&full) {
             Joined::Leader(leader) => {
                 // Another leader may have stored the entry since our read.
                 if let Found::Hit(v) = lookup::<O::Value>(rt, p, &full).await {
-                    p.counters.add(Count::Hit);
                     if let Ok(raw) = encode_for(rt, p, &full, &v, Duration::ZERO) {
                         leader.finish(Outcome::Stored(raw));
                     }
-                    p.counters.latency(true, started.elapsed());
-                    return output.from_value(v);
+                    return hit(p, started, output.from_value(v));
                 }
                 let (value, outcome) = match p.lock {
                     Some(lease_ttl) => {
@@ -414,23 +405,33 @@ where
                     None => compute_and_store(rt, p, &full, output, compute, false).await,
                 };
                 leader.finish(outcome);
-                break value;
+                return miss(p, started, value);
             }
             Joined::Follower(rx) => match flight::follow(rx).await {
-                Some(Outcome::Stored(raw)) => {
-                    if let Some(v) = decode_entry::<O::Value>(rt, p, &full, &raw) {
-                        p.counters.add(Count::Hit);
-                        p.counters.latency(true, started.elapsed());
-                        return output.from_value(v);
-                    }
-                    break compute.await;
+                Some(Outcome::Stored(raw)) => match decode_entry::<O::Value>(rt, p, &full, &raw) {
+                    Some(v) => return hit(p, started, output.from_value(v)),
+                    None => return miss(p, started, compute.await),
+                },
+                Some(Outcome::Uncached | Outcome::Running) => {
+                    return miss(p, started, compute.await);
                 }
-                Some(Outcome::Uncached) | Some(Outcome::Running) => break compute.await,
                 // The leader was cancelled: start over, one of us leads.
                 None => continue,
             },
         }
-    };
+    }
+}
+
+/// Counts a call served without computing.
+fn hit<R>(p: &Policy<'_>, started: Instant, value: R) -> R {
+    p.counters.add(Count::Hit);
+    p.counters.latency(true, started.elapsed());
+    value
+}
+
+/// Counts a call that computed.
+fn miss<R>(p: &Policy<'_>, started: Instant, value: R) -> R {
+    p.counters.add(Count::Miss);
     p.counters.latency(false, started.elapsed());
     value
 }
@@ -439,13 +440,9 @@ where
 async fn lookup<V: DeserializeOwned>(rt: &Runtime, p: &Policy<'_>, full: &str) -> Found<V> {
     let raw = match rt.backend.get(full).await {
         Ok(Some(raw)) => raw,
-        Ok(None) => {
-            p.counters.add(Count::Miss);
-            return Found::Miss;
-        }
+        Ok(None) => return Found::Miss,
         Err(e) => {
             p.counters.add(Count::Error);
-            p.counters.add(Count::Miss);
             tracing::warn!(key = full, error = %e, "cache read failed; computing");
             return Found::Failed;
         }
@@ -484,7 +481,6 @@ async fn lookup<V: DeserializeOwned>(rt: &Runtime, p: &Policy<'_>, full: &str) -
 
 fn undecodable<V>(p: &Policy<'_>, full: &str, e: &crate::Error) -> Found<V> {
     p.counters.add(Count::DecodeFailure);
-    p.counters.add(Count::Miss);
     tracing::debug!(key = full, error = %e, "undecodable cache entry; recomputing");
     Found::Miss
 }

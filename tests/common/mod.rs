@@ -1,0 +1,291 @@
+//! Test harness: real `redis-server` processes on free ports.
+//!
+//! Each server runs under a small shell supervisor that holds the read end
+//! of a pipe from the test process: when the test process exits, however it
+//! exits, the pipe closes and the supervisor kills the server. No server
+//! outlives its tests, and no test ever talks to a shared server.
+//!
+//! A test that needs Redis fails loudly when `redis-server` is missing.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{LazyLock, OnceLock};
+use std::time::{Duration, Instant};
+
+/// One tokio runtime for every test of a binary: the global cache's
+/// connection lives on it, so tests running side by side never see it torn
+/// down by another test's runtime ending.
+pub static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+});
+
+/// Runs a test body on the shared runtime.
+pub fn run<F: Future>(f: F) -> F::Output {
+    RUNTIME.block_on(f)
+}
+
+/// The `redis-server` binary: `$REDIS_SERVER`, or the one on `PATH`.
+pub fn redis_server_binary() -> String {
+    let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+    match Command::new(&binary).arg("--version").output() {
+        Ok(out) if out.status.success() => binary,
+        _ => panic!(
+            "these tests need a real Redis: `{binary}` was not found or does not run. \
+             Install it (Debian/Ubuntu: `apt-get install redis-server`) or set REDIS_SERVER to its path. \
+             `bash .ci/run` installs it when missing."
+        ),
+    }
+}
+
+fn redis_major_version(binary: &str) -> u32 {
+    let out = Command::new(binary)
+        .arg("--version")
+        .output()
+        .expect("redis-server --version");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split("v=")
+        .nth(1)
+        .and_then(|v| v.split('.').next())
+        .and_then(|major| major.parse().ok())
+        .unwrap_or(6)
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; servers retry on a clash).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A running `redis-server`.
+pub struct RedisServer {
+    pub port: u16,
+    pid: u32,
+    supervisor: Option<(Child, ChildStdin)>,
+    extra: Vec<String>,
+    dir: PathBuf,
+}
+
+impl RedisServer {
+    /// Starts a server on a free port.
+    pub fn start() -> RedisServer {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra `redis-server` arguments.
+    pub fn start_with(extra: &[&str]) -> RedisServer {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            match Self::spawn(port, &extra) {
+                Ok(server) => return server,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("could not start redis-server: {last_error}");
+    }
+
+    fn spawn(port: u16, extra: &[String]) -> Result<RedisServer, String> {
+        let binary = redis_server_binary();
+        let dir =
+            std::env::temp_dir().join(format!("cachekit-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let mut args: Vec<String> = vec![
+            "--port".into(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--save".into(),
+            String::new(),
+            "--appendonly".into(),
+            "no".into(),
+            "--daemonize".into(),
+            "no".into(),
+            "--loglevel".into(),
+            "warning".into(),
+            "--dir".into(),
+            dir.display().to_string(),
+            "--logfile".into(),
+            dir.join("redis.log").display().to_string(),
+        ];
+        if redis_major_version(&binary) >= 7 {
+            args.extend(["--enable-debug-command".into(), "yes".into()]);
+        }
+        args.extend(extra.iter().cloned());
+        // The supervisor prints the server's pid, then waits for its stdin
+        // to close (the test process ended) and kills the server.
+        let script = r#"bin="$1"; shift; "$bin" "$@" </dev/null & pid=$!; echo "$pid"; read _ignored; kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null"#;
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("sh")
+            .arg(&binary)
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run sh: {e}"))?;
+        let stdin = child.stdin.take().expect("piped stdin");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout"))
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        let pid: u32 = line
+            .trim()
+            .parse()
+            .map_err(|_| format!("supervisor printed {line:?}"))?;
+        let server = RedisServer {
+            port,
+            pid,
+            supervisor: Some((child, stdin)),
+            extra: extra.to_vec(),
+            dir,
+        };
+        server.wait_ready(Duration::from_secs(10))?;
+        Ok(server)
+    }
+
+    fn wait_ready(&self, within: Duration) -> Result<(), String> {
+        let started = Instant::now();
+        loop {
+            if let Ok(mut conn) = redis::Client::open(self.url())
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+            {
+                if redis::cmd("PING").query::<String>(&mut conn).is_ok() {
+                    return Ok(());
+                }
+            }
+            if !self.is_running() {
+                let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
+                return Err(format!("redis-server on port {} exited: {log}", self.port));
+            }
+            if started.elapsed() > within {
+                return Err(format!(
+                    "redis-server on port {} did not answer within {within:?}",
+                    self.port
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn is_running(&self) -> bool {
+        Command::new("kill")
+            .args(["-0", &self.pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn signal(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .args([signal, &self.pid.to_string()])
+            .status();
+    }
+
+    /// `redis://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A plain (blocking) connection, to look at what cachekit stored.
+    pub fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .expect("client")
+            .get_connection_with_timeout(Duration::from_secs(2))
+            .expect("connect to the test redis-server")
+    }
+
+    /// Runs a command on a plain connection.
+    pub fn cmd<T: redis::FromRedisValue>(&self, args: &[&str]) -> T {
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query(&mut self.conn())
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    /// Kills the server (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        self.signal("-KILL");
+        if let Some((mut child, stdin)) = self.supervisor.take() {
+            drop(stdin);
+            let _ = child.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.is_running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Starts the server again on the same port, empty.
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match Self::spawn(self.port, &self.extra) {
+                Ok(mut fresh) => {
+                    self.pid = fresh.pid;
+                    self.supervisor = fresh.supervisor.take();
+                    // `fresh` must not kill the process it handed over.
+                    std::mem::forget(fresh);
+                    return;
+                }
+                Err(e) if Instant::now() > deadline => panic!("restart failed: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resumes a paused server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The server shared by the tests of one binary (they use distinct keys).
+pub fn shared_server() -> &'static RedisServer {
+    static SERVER: OnceLock<RedisServer> = OnceLock::new();
+    SERVER.get_or_init(RedisServer::start)
+}
+
+/// A name unique within this test process, for keys and namespaces.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}{}x{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Writes a line to stderr right away (test output is captured otherwise).
+pub fn note(message: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stderr(), "{message}");
+}

@@ -1,0 +1,105 @@
+//! The behaviour suites, written once and run against every backend:
+//! `cached` (the macros) and `conformance` (the `Cache` API).
+//!
+//! A backend's test binary builds a [`Ctx`] and calls [`all_tests!`], which
+//! generates one `#[test]` per case.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
+use cachekit::Config;
+use tokio::sync::OnceCell;
+
+pub mod cached;
+pub mod conformance;
+
+/// Which backend a binary tests, and how to configure it.
+pub struct Ctx {
+    /// A short name: `memory`, `redis`, `cluster`, `tiered`.
+    pub name: &'static str,
+    /// Builds the configuration (called once per binary).
+    pub config: fn() -> Config,
+    /// Whether other processes share the store.
+    pub shared: bool,
+}
+
+static READY: OnceCell<()> = OnceCell::const_new();
+
+impl Ctx {
+    /// Installs the global cache for this binary, once.
+    pub async fn ready(&self) {
+        READY
+            .get_or_init(|| async {
+                cachekit::init((self.config)()).await.expect("init");
+            })
+            .await;
+    }
+}
+
+/// Computation counters, per test tag.
+static COUNTS: LazyLock<Mutex<HashMap<String, u32>>> = LazyLock::new(Default::default);
+
+pub fn bump(tag: &str) {
+    *COUNTS.lock().unwrap().entry(tag.to_owned()).or_default() += 1;
+}
+
+pub fn count(tag: &str) -> u32 {
+    COUNTS.lock().unwrap().get(tag).copied().unwrap_or(0)
+}
+
+/// Generates a `#[test]` per suite case for the backend of `$ctx`.
+#[macro_export]
+macro_rules! all_tests {
+    ($ctx:expr) => {
+        $crate::all_tests!(@cases $ctx;
+            cached::second_call_is_a_hit,
+            cached::err_is_not_cached,
+            cached::none_is_cached_unless_told_not_to,
+            cached::entries_expire_after_their_ttl,
+            cached::invalidate_by_pattern_recomputes,
+            cached::concurrent_calls_over_many_keys_are_correct,
+            cached::a_cold_key_is_computed_once_by_a_thousand_callers,
+            cached::methods_key_on_arguments_and_named_fields,
+            cached::default_keys_cover_every_argument,
+            cached::separators_in_values_never_collide,
+            cached::glob_characters_are_plain_data,
+            cached::undecodable_entries_are_misses_and_get_overwritten,
+            cached::namespaces_are_invalidated_in_one_step,
+            cached::tags_invalidate_exactly_their_entries,
+            cached::invalidate_runs_after_success_only,
+            cached::invalidate_before_runs_first,
+            cached::companions_render_refresh_and_invalidate,
+            cached::derived_keys_render_and_build_patterns,
+            cached::stats_count_hits_and_misses,
+            cached::stale_values_are_served_while_one_caller_refreshes,
+            cached::early_refresh_recomputes_before_expiry,
+            cached::cancelled_leaders_release_their_followers,
+            conformance::set_get_delete_exists,
+            conformance::ttls_are_kept_and_changed,
+            conformance::update_merges_fields,
+            conformance::concurrent_updates_all_land,
+            conformance::increment_counts_atomically,
+            conformance::clear_touches_only_its_namespace,
+            conformance::indexes_track_their_entries,
+            conformance::batches_read_and_write_many,
+            conformance::get_or_compute_computes_once,
+            conformance::bad_input_is_a_clear_error,
+            conformance::undecodable_values_read_as_absent,
+            conformance::namespace_invalidation_hides_old_entries,
+            conformance::locks_are_exclusive,
+        );
+    };
+    (@cases $ctx:expr; $($module:ident :: $name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                common::run(async {
+                    let ctx = $ctx;
+                    ctx.ready().await;
+                    suite::$module::$name(&ctx).await;
+                });
+            }
+        )*
+    };
+}
