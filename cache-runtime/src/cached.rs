@@ -354,6 +354,7 @@ where
         return value;
     }
 
+    let mut failing = false;
     match lookup::<O::Value>(rt, p, &full).await {
         Found::Hit(v) => return hit(p, started, output.from_value(v)),
         Found::HitToRefresh(v) => {
@@ -384,19 +385,40 @@ where
             }
             return hit(p, started, value);
         }
-        Found::Miss | Found::Failed => {}
+        Found::Miss => {}
+        Found::Failed => failing = true,
     }
 
-    // A miss: one computation per key in this process.
+    // A miss: one computation per key in this process, also while the store
+    // fails (the database behind it needs the protection most then).
     loop {
         match rt.flights.join(&full) {
             Joined::Leader(leader) => {
+                if failing {
+                    // The store just failed: spend no more time on it in
+                    // this call, so the call costs one timeout at most.
+                    let computing = Instant::now();
+                    let value = compute.await;
+                    let raw = output
+                        .cacheable(&value)
+                        .and_then(|v| encode_for(rt, p, &full, v, computing.elapsed()).ok());
+                    leader.finish(raw.map_or(Outcome::Uncached, Outcome::Stored));
+                    return miss(p, started, value);
+                }
                 // Another leader may have stored the entry since our read.
-                if let Found::Hit(v) = lookup::<O::Value>(rt, p, &full).await {
-                    if let Ok(raw) = encode_for(rt, p, &full, &v, Duration::ZERO) {
-                        leader.finish(Outcome::Stored(raw));
+                match lookup::<O::Value>(rt, p, &full).await {
+                    Found::Hit(v) | Found::HitToRefresh(v) => {
+                        if let Ok(raw) = encode_for(rt, p, &full, &v, Duration::ZERO) {
+                            leader.finish(Outcome::Stored(raw));
+                        }
+                        return hit(p, started, output.from_value(v));
                     }
-                    return hit(p, started, output.from_value(v));
+                    Found::Failed => {
+                        failing = true;
+                        drop(leader);
+                        continue;
+                    }
+                    Found::Miss | Found::Stale(_) => {}
                 }
                 let (value, outcome) = match p.lock {
                     Some(lease_ttl) => {

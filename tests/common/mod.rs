@@ -96,6 +96,12 @@ impl RedisServer {
         panic!("could not start redis-server: {last_error}");
     }
 
+    /// Starts a server on `port`; panics if it cannot.
+    pub fn start_on_port(port: u16) -> RedisServer {
+        Self::spawn(port, &[])
+            .unwrap_or_else(|e| panic!("could not start redis-server on {port}: {e}"))
+    }
+
     fn spawn(port: u16, extra: &[String]) -> Result<RedisServer, String> {
         let binary = redis_server_binary();
         let dir =
