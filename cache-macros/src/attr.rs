@@ -75,6 +75,9 @@ pub(crate) struct CachedArgs {
     pub(crate) compress: Option<u32>,
     pub(crate) companions: bool,
     pub(crate) krate: Option<syn::Path>,
+    /// Where `beta` and `lock_ttl` were given, to report them if unused.
+    beta_at: Option<Span>,
+    lock_ttl_at: Option<Span>,
 }
 
 const CACHED_OPTIONS: &[&str] = &[
@@ -377,6 +380,8 @@ impl CachedArgs {
             compress: None,
             companions: true,
             krate: None,
+            beta_at: None,
+            lock_ttl_at: None,
         };
         let mut seen = Seen::default();
         for arg in args {
@@ -408,7 +413,10 @@ impl CachedArgs {
                 }
                 "tags" => out.tags = templates(&value, "tags", TemplateKind::Tag, errors),
                 "lock" => out.lock = bool_lit(&value, "lock", errors).unwrap_or(false),
-                "lock_ttl" => out.lock_ttl_ms = duration(&value, "lock_ttl", errors),
+                "lock_ttl" => {
+                    out.lock_ttl_at = Some(name.span());
+                    out.lock_ttl_ms = duration(&value, "lock_ttl", errors);
+                }
                 "refresh" => match str_lit(&value, "refresh", errors) {
                     Some(s) if s.value() == "early" => out.refresh_early = true,
                     Some(s) if s.value() == "on_miss" => out.refresh_early = false,
@@ -421,19 +429,22 @@ impl CachedArgs {
                     )),
                     None => {}
                 },
-                "beta" => match lit(&value) {
-                    Some(Lit::Float(f)) => {
-                        out.beta = f.base10_parse().ok().filter(|b: &f64| *b > 0.0)
+                "beta" => {
+                    out.beta_at = Some(name.span());
+                    match lit(&value) {
+                        Some(Lit::Float(f)) => {
+                            out.beta = f.base10_parse().ok().filter(|b: &f64| *b > 0.0)
+                        }
+                        Some(Lit::Int(i)) => {
+                            out.beta = i
+                                .base10_parse::<u32>()
+                                .ok()
+                                .map(f64::from)
+                                .filter(|b| *b > 0.0)
+                        }
+                        _ => {}
                     }
-                    Some(Lit::Int(i)) => {
-                        out.beta = i
-                            .base10_parse::<u32>()
-                            .ok()
-                            .map(f64::from)
-                            .filter(|b| *b > 0.0)
-                    }
-                    _ => {}
-                },
+                }
                 "stale" => out.stale_ms = duration(&value, "stale", errors),
                 "local" => out.local = bool_lit(&value, "local", errors).unwrap_or(false),
                 "codec" => match str_lit(&value, "codec", errors) {

@@ -168,7 +168,9 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
 
     Ok(quote! {
         impl #impl_generics #p::KeyPart for #name #ty_generics #where_clause {
-            fn write_key(&self, __cachekit_w: &mut #p::KeyWriter<'_>) {
+            fn write_key(&self, __cachekit_out: &mut #p::KeyWriter<'_>) {
+                #[allow(unused_mut)]
+                let mut __cachekit_w = __cachekit_out;
                 #writes
             }
         }

@@ -146,7 +146,7 @@ fn write_template(t: &TemplateLit, p: &TokenStream, base: Option<&TokenStream>) 
         Segment::Literal(text) => quote!(__cachekit_w.literal(#text);),
         Segment::Placeholder(path) => {
             let expr = place_expr(path, span, base);
-            quote_spanned!(span=> __cachekit_w.part(#p::key_part(&(#expr)));)
+            quote_spanned!(span=> #p::key_part(&(#expr), &mut __cachekit_w);)
         }
     });
     quote!(#(#parts)*)
@@ -176,7 +176,7 @@ fn render_default(func: &ItemFn, params: &Params, p: &TokenStream) -> TokenStrea
     };
     let args = params.names.iter().map(|n| {
         let span = n.span();
-        quote_spanned!(span=> __cachekit_w.literal(":"); __cachekit_w.part(#p::key_part(&#n));)
+        quote_spanned!(span=> __cachekit_w.literal(":"); #p::key_part(&#n, &mut __cachekit_w);)
     });
     quote!({
         let mut __cachekit_buf = #p::String::new();
@@ -346,6 +346,8 @@ fn expand_cached(func: &ItemFn, args: &CachedArgs, params: &Params) -> TokenStre
             (&#p::Kind::<#ret>::NEW).output()
         }
     };
+    // Spanned at the return type: a value that cannot be stored is reported there.
+    let engine = quote_spanned!(ret_span=> #p::get_or_compute::<#ret, _, _>);
     let main = quote! {
         #(#attrs)*
         #vis #sig {
@@ -353,7 +355,7 @@ fn expand_cached(func: &ItemFn, args: &CachedArgs, params: &Params) -> TokenStre
             let __cachekit_key: #p::String = #key;
             let __cachekit_tags: #p::Vec<#p::String> = #p::Vec::from([#(#tags),*]);
             let __cachekit_output = #output;
-            #p::get_or_compute::<#ret, _, _>(&__CACHEKIT_SITE, __cachekit_key, __cachekit_tags, __cachekit_output, async move #block).await
+            #engine(&__CACHEKIT_SITE, __cachekit_key, __cachekit_tags, __cachekit_output, async move #block).await
         }
     };
     if !args.companions || !params.simple {

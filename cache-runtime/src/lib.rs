@@ -81,9 +81,10 @@ pub mod __private {
         }
     }
 
-    /// Checks, at the argument's span, that a key value implements `KeyPart`.
+    /// Writes a key value; generated at the placeholder's span, so that a
+    /// type that is not a `KeyPart` is reported there, once.
     #[inline(always)]
-    pub fn key_part<T: KeyPart + ?Sized>(value: &T) -> &T {
-        value
+    pub fn key_part<T: KeyPart + ?Sized>(value: &T, out: &mut KeyWriter<'_>) {
+        value.write_key(out);
     }
 }

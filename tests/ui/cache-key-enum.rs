@@ -1,0 +1,9 @@
+use cachekit::CacheKey;
+
+#[derive(CacheKey)]
+enum Kind {
+    A,
+    B,
+}
+
+fn main() {}
