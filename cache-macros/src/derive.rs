@@ -213,9 +213,14 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
 }
 
 fn skipped(field: &syn::Field, errors: &mut Errors) -> bool {
-    field
+    // Every attribute is checked, so that each malformed one is reported.
+    let mut skip = false;
+    for attr in field
         .attrs
         .iter()
         .filter(|a| a.path().is_ident("cache_key"))
-        .fold(false, |skip, a| field_skip(a, errors) || skip)
+    {
+        skip |= field_skip(attr, errors);
+    }
+    skip
 }

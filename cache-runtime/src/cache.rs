@@ -428,7 +428,7 @@ impl Cache {
         for (full, raw) in current.into_iter().zip(raws) {
             let listed = raw.as_deref().and_then(|raw| {
                 let entry = scope.rt.envelope.decode(&full, raw).ok()?;
-                if !entry.meta.indexes.iter().any(|i| *i == index_key) {
+                if !entry.meta.indexes.contains(&index_key) {
                     return None;
                 }
                 entry.value::<T>(crate::Codec::Json).ok()

@@ -150,6 +150,7 @@ pub(crate) struct Policy<'a> {
     pub(crate) lock: Option<Duration>,
     pub(crate) refresh: Refresh,
     pub(crate) stale: Option<Duration>,
+    #[allow(dead_code)] // read by the in-process tier
     pub(crate) local: bool,
     pub(crate) format: Format,
     pub(crate) tags: &'a [String],
@@ -194,7 +195,7 @@ pub trait Output<R>: Copy + Send + Sync + 'static {
     /// The value to store, if any.
     fn cacheable<'r>(&self, result: &'r R) -> Option<&'r Self::Value>;
     /// The return value for a stored value.
-    fn from_value(&self, value: Self::Value) -> R;
+    fn restore(&self, value: Self::Value) -> R;
 }
 
 /// [`Output`] of `Result<T, E>`: only `Ok` is stored.
@@ -209,7 +210,7 @@ where
     fn cacheable<'r>(&self, result: &'r Result<T, E>) -> Option<&'r T> {
         result.as_ref().ok()
     }
-    fn from_value(&self, value: T) -> Result<T, E> {
+    fn restore(&self, value: T) -> Result<T, E> {
         Ok(value)
     }
 }
@@ -223,7 +224,7 @@ impl<T: CacheValue> Output<T> for PlainOutput {
     fn cacheable<'r>(&self, result: &'r T) -> Option<&'r T> {
         Some(result)
     }
-    fn from_value(&self, value: T) -> T {
+    fn restore(&self, value: T) -> T {
         value
     }
 }
@@ -356,11 +357,11 @@ where
 
     let mut failing = false;
     match lookup::<O::Value>(rt, p, &full).await {
-        Found::Hit(v) => return hit(p, started, output.from_value(v)),
+        Found::Hit(v) => return hit(p, started, output.restore(v)),
         Found::HitToRefresh(v) => {
             // One caller recomputes; the others keep getting the hit.
             let Some(leader) = rt.flights.try_lead(&full) else {
-                return hit(p, started, output.from_value(v));
+                return hit(p, started, output.restore(v));
             };
             p.counters.add(Count::Refresh);
             let (value, outcome) = compute_and_store(rt, p, &full, output, compute, true).await;
@@ -371,7 +372,7 @@ where
             let Some(leader) = rt.flights.try_lead(&full) else {
                 p.counters.add(Count::StaleHit);
                 p.counters.latency(true, started.elapsed());
-                return output.from_value(v);
+                return output.restore(v);
             };
             p.counters.add(Count::Refresh);
             let (value, outcome) = compute_and_store(rt, p, &full, output, compute, true).await;
@@ -381,7 +382,7 @@ where
             if matches!(outcome, Outcome::Uncached) && output.cacheable(&value).is_none() {
                 p.counters.add(Count::StaleHit);
                 p.counters.latency(true, started.elapsed());
-                return output.from_value(v);
+                return output.restore(v);
             }
             return hit(p, started, value);
         }
@@ -411,7 +412,7 @@ where
                         if let Ok(raw) = encode_for(rt, p, &full, &v, Duration::ZERO) {
                             leader.finish(Outcome::Stored(raw));
                         }
-                        return hit(p, started, output.from_value(v));
+                        return hit(p, started, output.restore(v));
                     }
                     Found::Failed => {
                         failing = true;
@@ -431,7 +432,7 @@ where
             }
             Joined::Follower(rx) => match flight::follow(rx).await {
                 Some(Outcome::Stored(raw)) => match decode_entry::<O::Value>(rt, p, &full, &raw) {
-                    Some(v) => return hit(p, started, output.from_value(v)),
+                    Some(v) => return hit(p, started, output.restore(v)),
                     None => return miss(p, started, compute.await),
                 },
                 Some(Outcome::Uncached | Outcome::Running) => {
@@ -641,7 +642,7 @@ where
                     && let Ok(raw) = encode_for(rt, p, full, &v, Duration::ZERO)
                 {
                     let _ = lease.release(backend).await;
-                    return (output.from_value(v), Outcome::Stored(raw));
+                    return (output.restore(v), Outcome::Stored(raw));
                 }
                 let guard = LeaseGuard {
                     backend: rt.backend.clone(),
@@ -668,7 +669,7 @@ where
         if let Found::Hit(v) = lookup::<O::Value>(rt, p, full).await {
             let raw = encode_for(rt, p, full, &v, Duration::ZERO).ok();
             return (
-                output.from_value(v),
+                output.restore(v),
                 raw.map_or(Outcome::Uncached, Outcome::Stored),
             );
         }

@@ -296,7 +296,7 @@ impl Envelope {
         if flags & !KNOWN_FLAGS != 0 {
             return Err(bad("unknown flags"));
         }
-        let mut body = &raw[..];
+        let mut body = raw;
         if flags & FLAG_MAC != 0 {
             let Some(secret) = &self.secret else {
                 return Err(Error::Codec(

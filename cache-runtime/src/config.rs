@@ -558,7 +558,8 @@ pub fn parse_duration(v: &str) -> Option<Duration> {
         "d" => number * 86400.0,
         _ => return None,
     };
-    (seconds.is_finite() && seconds >= 0.0 && seconds < 1e12)
+    (0.0..1e12)
+        .contains(&seconds)
         .then(|| Duration::from_secs_f64(seconds))
 }
 

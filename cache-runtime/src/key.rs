@@ -545,12 +545,10 @@ pub fn glob_match(pattern: &str, key: &str) -> bool {
                     continue;
                 }
                 b'[' => {
-                    if let Some((matched, next)) = match_class(p, pi, s[si]) {
-                        if matched {
-                            pi = next;
-                            si += 1;
-                            continue;
-                        }
+                    if let Some((true, next)) = match_class(p, pi, s[si]) {
+                        pi = next;
+                        si += 1;
+                        continue;
                     }
                 }
                 b'\\' if pi + 1 < p.len() => {

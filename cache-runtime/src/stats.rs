@@ -49,6 +49,7 @@ pub(crate) enum Count {
     Hit,
     Miss,
     StaleHit,
+    #[allow(dead_code)] // counted by the in-process tier
     LocalHit,
     Error,
     DecodeFailure,

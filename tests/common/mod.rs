@@ -168,10 +168,9 @@ impl RedisServer {
         loop {
             if let Ok(mut conn) = redis::Client::open(self.url())
                 .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+                && redis::cmd("PING").query::<String>(&mut conn).is_ok()
             {
-                if redis::cmd("PING").query::<String>(&mut conn).is_ok() {
-                    return Ok(());
-                }
+                return Ok(());
             }
             if !self.is_running() {
                 let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();

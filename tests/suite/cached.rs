@@ -48,13 +48,13 @@ pub async fn err_is_not_cached(_: &Ctx) {
 #[cached(ttl = 60, key = "opt:{tag}:{id}")]
 async fn maybe(tag: &str, id: u64) -> Option<u64> {
     bump(tag);
-    (id % 2 == 0).then_some(id)
+    id.is_multiple_of(2).then_some(id)
 }
 
 #[cached(ttl = 60, key = "opt-skip:{tag}:{id}", cache_none = false)]
 async fn maybe_uncached_none(tag: &str, id: u64) -> Option<u64> {
     bump(tag);
-    (id % 2 == 0).then_some(id)
+    id.is_multiple_of(2).then_some(id)
 }
 
 pub async fn none_is_cached_unless_told_not_to(_: &Ctx) {

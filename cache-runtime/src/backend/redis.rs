@@ -50,19 +50,6 @@ return 1",
         )
     });
 
-    /// KEYS: one set. ARGV: member, ttl ms, expiry score, now ms.
-    pub(crate) static ADD_MEMBER: LazyLock<Script> = LazyLock::new(|| {
-        Script::new(
-            r"
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 1",
-        )
-    });
-
     /// KEYS: counter. ARGV: by, ttl ms (0: none).
     pub(crate) static INCR: LazyLock<Script> = LazyLock::new(|| {
         Script::new(
