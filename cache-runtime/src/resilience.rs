@@ -238,6 +238,12 @@ impl<B: Backend> Backend for Resilient<B> {
         Box::pin(self.run("get", Idempotent::Yes, move || self.inner.get(key)))
     }
 
+    fn get_with_ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<(Bytes, KeyTtl)>>> {
+        Box::pin(self.run("get_with_ttl", Idempotent::Yes, move || {
+            self.inner.get_with_ttl(key)
+        }))
+    }
+
     fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Bytes>>>> {
         Box::pin(self.run("get_many", Idempotent::Yes, move || {
             self.inner.get_many(keys)

@@ -184,6 +184,25 @@ impl Backend for MemoryBackend {
         Box::pin(async move { self.get_now(key) })
     }
 
+    fn get_with_ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<(Bytes, KeyTtl)>>> {
+        Box::pin(async move {
+            let now = Instant::now();
+            match self.live(key) {
+                None => Ok(None),
+                Some(Stored {
+                    value: Value::Bytes(b),
+                    expires_at,
+                }) => Ok(Some((
+                    b,
+                    expires_at.map_or(KeyTtl::Persistent, |t| {
+                        KeyTtl::Expires(t.saturating_duration_since(now))
+                    }),
+                ))),
+                Some(_) => Err(wrong_type(key)),
+            }
+        })
+    }
+
     fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Bytes>>>> {
         Box::pin(async move {
             // Like MGET: a key of another type reads as absent.

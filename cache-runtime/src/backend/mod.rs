@@ -115,6 +115,17 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Reads a value.
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>>;
 
+    /// Reads a value and its remaining life in one round trip. The default
+    /// asks twice; remote stores pipeline it.
+    fn get_with_ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<(Bytes, KeyTtl)>>> {
+        Box::pin(async move {
+            let Some(value) = self.get(key).await? else {
+                return Ok(None);
+            };
+            Ok(Some((value, self.ttl(key).await?)))
+        })
+    }
+
     /// Reads many values in one round trip (per node on a cluster).
     fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Bytes>>>>;
 

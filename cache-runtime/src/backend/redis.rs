@@ -408,6 +408,20 @@ impl Backend for RedisBackend {
         })
     }
 
+    fn get_with_ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<(Bytes, KeyTtl)>>> {
+        Box::pin(async move {
+            let mut conn = self.conn()?;
+            let (value, pttl): (Option<Vec<u8>>, i64) = redis::pipe()
+                .cmd("GET")
+                .arg(key)
+                .cmd("PTTL")
+                .arg(key)
+                .query_async(&mut conn)
+                .await?;
+            Ok(value.map(|v| (Bytes::from(v), ttl_from_pttl(pttl))))
+        })
+    }
+
     fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Bytes>>>> {
         Box::pin(async move {
             if keys.is_empty() {
