@@ -150,7 +150,6 @@ pub(crate) struct Policy<'a> {
     pub(crate) lock: Option<Duration>,
     pub(crate) refresh: Refresh,
     pub(crate) stale: Option<Duration>,
-    #[allow(dead_code)] // read by the in-process tier
     pub(crate) local: bool,
     pub(crate) format: Format,
     pub(crate) tags: &'a [String],
@@ -303,7 +302,11 @@ where
 pub async fn invalidate_entry(site: &'static Site, key: String) -> Result<bool> {
     let rt = runtime().await;
     let full = rt.data_key(site.namespace, &key).await?;
-    let deleted = rt.backend.delete(std::slice::from_ref(&full)).await? > 0;
+    let deleted = rt
+        .store(site.local)
+        .delete(std::slice::from_ref(&full))
+        .await?
+        > 0;
     site.counters.add(Count::Invalidation);
     rt.publish(Event::Keys(vec![full])).await;
     Ok(deleted)
@@ -311,7 +314,8 @@ pub async fn invalidate_entry(site: &'static Site, key: String) -> Result<bool> 
 
 /// What a lookup found.
 enum Found<V> {
-    Hit(V),
+    /// A fresh entry; `true` if the in-process tier held it.
+    Hit(V, bool),
     /// A fresh hit that XFetch picked for early recomputation.
     HitToRefresh(V),
     /// Past its TTL, within the stale window.
@@ -357,22 +361,21 @@ where
 
     let mut failing = false;
     match lookup::<O::Value>(rt, p, &full).await {
-        Found::Hit(v) => return hit(p, started, output.restore(v)),
+        Found::Hit(v, in_process) => return hit(p, started, in_process, output.restore(v)),
         Found::HitToRefresh(v) => {
             // One caller recomputes; the others keep getting the hit.
             let Some(leader) = rt.flights.try_lead(&full) else {
-                return hit(p, started, output.restore(v));
+                return hit(p, started, false, output.restore(v));
             };
             p.counters.add(Count::Refresh);
             let (value, outcome) = compute_and_store(rt, p, &full, output, compute, true).await;
             leader.finish(outcome);
-            return hit(p, started, value);
+            return hit(p, started, false, value);
         }
         Found::Stale(v) => {
             let Some(leader) = rt.flights.try_lead(&full) else {
                 p.counters.add(Count::StaleHit);
-                p.counters.latency(true, started.elapsed());
-                return output.restore(v);
+                return hit(p, started, false, output.restore(v));
             };
             p.counters.add(Count::Refresh);
             let (value, outcome) = compute_and_store(rt, p, &full, output, compute, true).await;
@@ -381,10 +384,9 @@ where
             // value keeps serving until its window ends.
             if matches!(outcome, Outcome::Uncached) && output.cacheable(&value).is_none() {
                 p.counters.add(Count::StaleHit);
-                p.counters.latency(true, started.elapsed());
-                return output.restore(v);
+                return hit(p, started, false, output.restore(v));
             }
-            return hit(p, started, value);
+            return hit(p, started, false, value);
         }
         Found::Miss => {}
         Found::Failed => failing = true,
@@ -408,11 +410,11 @@ where
                 }
                 // Another leader may have stored the entry since our read.
                 match lookup::<O::Value>(rt, p, &full).await {
-                    Found::Hit(v) | Found::HitToRefresh(v) => {
+                    Found::Hit(v, _) | Found::HitToRefresh(v) => {
                         if let Ok(raw) = encode_for(rt, p, &full, &v, Duration::ZERO) {
                             leader.finish(Outcome::Stored(raw));
                         }
-                        return hit(p, started, output.restore(v));
+                        return hit(p, started, false, output.restore(v));
                     }
                     Found::Failed => {
                         failing = true;
@@ -432,7 +434,7 @@ where
             }
             Joined::Follower(rx) => match flight::follow(rx).await {
                 Some(Outcome::Stored(raw)) => match decode_entry::<O::Value>(rt, p, &full, &raw) {
-                    Some(v) => return hit(p, started, output.restore(v)),
+                    Some(v) => return hit(p, started, false, output.restore(v)),
                     None => return miss(p, started, compute.await),
                 },
                 Some(Outcome::Uncached | Outcome::Running) => {
@@ -446,8 +448,11 @@ where
 }
 
 /// Counts a call served without computing.
-fn hit<R>(p: &Policy<'_>, started: Instant, value: R) -> R {
+fn hit<R>(p: &Policy<'_>, started: Instant, in_process: bool, value: R) -> R {
     p.counters.add(Count::Hit);
+    if in_process {
+        p.counters.add(Count::LocalHit);
+    }
     p.counters.latency(true, started.elapsed());
     value
 }
@@ -459,29 +464,34 @@ fn miss<R>(p: &Policy<'_>, started: Instant, value: R) -> R {
     value
 }
 
-/// Reads and decodes the entry at `full`.
+/// Reads and decodes the entry at `full`: from the in-process tier when the
+/// call uses it and holds the entry, else from the store.
 async fn lookup<V: DeserializeOwned>(rt: &Runtime, p: &Policy<'_>, full: &str) -> Found<V> {
-    let raw = match rt.backend.get(full).await {
-        Ok(Some(raw)) => raw,
-        Ok(None) => return Found::Miss,
-        Err(e) => {
-            p.counters.add(Count::Error);
-            tracing::warn!(key = full, error = %e, "cache read failed; computing");
-            return Found::Failed;
-        }
+    let store = rt.store(p.local);
+    let local = store.as_tiered().and_then(|tier| tier.peek(full));
+    let in_process = local.is_some();
+    let raw = match local {
+        Some(raw) => raw,
+        None => match store.get(full).await {
+            Ok(Some(raw)) => raw,
+            Ok(None) => return Found::Miss,
+            Err(e) => {
+                p.counters.add(Count::Error);
+                tracing::warn!(key = full, error = %e, "cache read failed; computing");
+                return Found::Failed;
+            }
+        },
     };
     let entry = match rt.envelope.decode(full, &raw) {
         Ok(entry) => entry,
-        Err(e) => {
-            return undecodable(p, full, &e);
-        }
+        Err(e) => return undecodable(p, full, &e),
     };
     let value: V = match entry.value(p.format.codec) {
         Ok(v) => v,
         Err(e) => return undecodable(p, full, &e),
     };
     let Some(soft_expiry) = entry.meta.soft_expiry_ms else {
-        return Found::Hit(value);
+        return Found::Hit(value, in_process);
     };
     let now = now_ms();
     if now >= soft_expiry {
@@ -499,7 +509,7 @@ async fn lookup<V: DeserializeOwned>(rt: &Runtime, p: &Policy<'_>, full: &str) -
             return Found::HitToRefresh(value);
         }
     }
-    Found::Hit(value)
+    Found::Hit(value, in_process)
 }
 
 fn undecodable<V>(p: &Policy<'_>, full: &str, e: &crate::Error) -> Found<V> {
@@ -606,7 +616,7 @@ async fn store<R, O: Output<R>>(
         ttl: p.store_ttl(),
         member_of: tags,
     };
-    if let Err(e) = rt.backend.write(std::slice::from_ref(&write)).await {
+    if let Err(e) = rt.store(p.local).write(std::slice::from_ref(&write)).await {
         p.counters.add(Count::Error);
         tracing::warn!(key = full, error = %e, "cache write failed; value returned uncached");
     } else if announce {
@@ -638,7 +648,7 @@ where
         match Lease::acquire(backend, lease_key.clone(), lease_ttl).await {
             Ok(Some(lease)) => {
                 // The previous holder may have stored it as we polled.
-                if let Found::Hit(v) = lookup::<O::Value>(rt, p, full).await
+                if let Found::Hit(v, _) = lookup::<O::Value>(rt, p, full).await
                     && let Ok(raw) = encode_for(rt, p, full, &v, Duration::ZERO)
                 {
                     let _ = lease.release(backend).await;
@@ -666,7 +676,7 @@ where
         }
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_millis(100));
-        if let Found::Hit(v) = lookup::<O::Value>(rt, p, full).await {
+        if let Found::Hit(v, _) = lookup::<O::Value>(rt, p, full).await {
             let raw = encode_for(rt, p, full, &v, Duration::ZERO).ok();
             return (
                 output.restore(v),

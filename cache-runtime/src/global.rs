@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use crate::backend::{Backend, BoxFuture, Event, MemoryBackend, RedisBackend};
+use crate::backend::{Backend, BoxFuture, Event, MemoryBackend, RedisBackend, TieredBackend};
 use crate::codec::Envelope;
 use crate::config::{BackendConfig, Config};
 use crate::error::{Error, Result};
@@ -87,6 +87,9 @@ struct Generation {
 pub(crate) struct Runtime {
     pub(crate) config: Config,
     pub(crate) backend: Arc<dyn Backend>,
+    /// The in-process tier in front of a shared backend (the backend itself
+    /// when every read goes through it).
+    pub(crate) tier: Option<Arc<TieredBackend>>,
     pub(crate) layout: Layout,
     pub(crate) envelope: Envelope,
     pub(crate) flights: Flights,
@@ -143,6 +146,16 @@ impl Runtime {
     /// backends side by side).
     pub(crate) fn with_backend(config: Config, backend: Arc<dyn Backend>) -> Arc<Runtime> {
         let layout = Layout::new(config.key_prefix.as_deref());
+        let (backend, tier) = if !backend.is_shared() {
+            (backend, None)
+        } else {
+            let tier = Arc::new(TieredBackend::new(backend.clone(), &config.local));
+            if config.local.all {
+                (tier.clone() as Arc<dyn Backend>, Some(tier))
+            } else {
+                (backend, Some(tier))
+            }
+        };
         let generation_ttl = if backend.is_shared() {
             config.namespace_refresh
         } else {
@@ -154,6 +167,7 @@ impl Runtime {
             layout,
             config,
             backend,
+            tier,
             flights: Flights::default(),
             generations: RwLock::new(HashMap::new()),
             generation_ttl,
@@ -205,8 +219,17 @@ impl Runtime {
                 namespace,
                 generation,
             } => self.set_generation(&namespace, generation),
-            Event::Resync => self.generations.write().expect("generations").clear(),
-            Event::Keys(_) | Event::Pattern(_) => {}
+            Event::Resync => {
+                self.generations.write().expect("generations").clear();
+                if let Some(tier) = &self.tier {
+                    tier.apply(&event);
+                }
+            }
+            Event::Keys(_) | Event::Pattern(_) => {
+                if let Some(tier) = &self.tier {
+                    tier.apply(&event);
+                }
+            }
         }
     }
 
@@ -302,6 +325,15 @@ impl Runtime {
         }
         if let Err(e) = self.backend.publish(&self.channel, &event).await {
             tracing::debug!(error = %e, "could not tell other processes about a change");
+        }
+    }
+
+    /// The store a cached call reads: the in-process tier if the call asks
+    /// for it and there is a shared store behind.
+    pub(crate) fn store(&self, local: bool) -> &dyn Backend {
+        match &self.tier {
+            Some(tier) if local || self.config.local.all => &**tier,
+            _ => &*self.backend,
         }
     }
 

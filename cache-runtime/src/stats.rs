@@ -49,7 +49,6 @@ pub(crate) enum Count {
     Hit,
     Miss,
     StaleHit,
-    #[allow(dead_code)] // counted by the in-process tier
     LocalHit,
     Error,
     DecodeFailure,
@@ -185,7 +184,7 @@ impl Counters {
 
     fn snapshot(&self) -> Counts {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let hits = get(&self.hits) + get(&self.stale_hits) + get(&self.local_hits);
+        let hits = get(&self.hits);
         let misses = get(&self.misses);
         Counts {
             hits: get(&self.hits),
@@ -213,13 +212,15 @@ fn mean(total_ns: u64, n: u64) -> Duration {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Counts {
-    /// Values served from the shared store.
+    /// Calls served from the cache without computing (any tier, stale
+    /// values included).
     pub hits: u64,
-    /// Lookups that found nothing usable (absent, expired or undecodable).
+    /// Calls that computed: nothing usable was cached (absent, expired or
+    /// undecodable).
     pub misses: u64,
-    /// Values served stale while one caller refreshed them.
+    /// Of the hits, values served stale while one caller refreshed them.
     pub stale_hits: u64,
-    /// Values served from the in-process tier.
+    /// Of the hits, values served from the in-process tier.
     pub local_hits: u64,
     /// Backend errors and timeouts (the call failed open).
     pub errors: u64,
@@ -242,18 +243,13 @@ pub struct Counts {
 }
 
 impl Counts {
-    /// Hits of every tier.
-    pub fn all_hits(&self) -> u64 {
-        self.hits + self.stale_hits + self.local_hits
-    }
-
-    /// Hits over lookups, between 0 and 1 (0 before any lookup).
+    /// Hits over calls, between 0 and 1 (0 before any call).
     pub fn hit_rate(&self) -> f64 {
-        let lookups = self.all_hits() + self.misses;
-        if lookups == 0 {
+        let calls = self.hits + self.misses;
+        if calls == 0 {
             0.0
         } else {
-            self.all_hits() as f64 / lookups as f64
+            self.hits as f64 / calls as f64
         }
     }
 
@@ -266,12 +262,8 @@ impl Counts {
             let total = a.as_nanos() * u128::from(na) + b.as_nanos() * u128::from(nb);
             Duration::from_nanos((total / n).min(u128::from(u64::MAX)) as u64)
         };
-        self.mean_hit_latency = weighted(
-            self.mean_hit_latency,
-            self.all_hits(),
-            o.mean_hit_latency,
-            o.all_hits(),
-        );
+        self.mean_hit_latency =
+            weighted(self.mean_hit_latency, self.hits, o.mean_hit_latency, o.hits);
         self.mean_miss_latency = weighted(
             self.mean_miss_latency,
             self.misses,
@@ -299,13 +291,13 @@ impl Counts {
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Values served from the shared store.
+    /// Calls served from the cache (any tier).
     pub hits: u64,
-    /// Lookups that found nothing usable.
+    /// Calls that computed.
     pub misses: u64,
-    /// Values served stale.
+    /// Of the hits, served stale.
     pub stale_hits: u64,
-    /// Values served from the in-process tier.
+    /// Of the hits, served from the in-process tier.
     pub local_hits: u64,
     /// Backend errors and timeouts.
     pub errors: u64,
@@ -343,7 +335,7 @@ impl Stats {
         self.namespaces.get(name)
     }
 
-    /// Hits over lookups, all tiers, between 0 and 1.
+    /// Hits over calls, all tiers, between 0 and 1.
     pub fn hit_rate(&self) -> f64 {
         self.totals.hit_rate()
     }

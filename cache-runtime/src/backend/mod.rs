@@ -22,9 +22,11 @@ use crate::error::Result;
 
 pub mod memory;
 pub mod redis;
+pub mod tiered;
 
 pub use memory::MemoryBackend;
 pub use redis::RedisBackend;
+pub use tiered::TieredBackend;
 
 /// A boxed `Send` future: what the trait's methods return, so that backends
 /// can be used as `dyn Backend`.
@@ -202,6 +204,11 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Whether other processes can see this store (`false` for memory).
     fn is_shared(&self) -> bool {
         true
+    }
+
+    /// This backend as an in-process tier, if it is one.
+    fn as_tiered(&self) -> Option<&TieredBackend> {
+        None
     }
 
     /// The state of the circuit breaker in front of this store, if any.
