@@ -75,6 +75,8 @@ pub(crate) struct CachedArgs {
     pub(crate) compress: Option<u32>,
     pub(crate) companions: bool,
     pub(crate) krate: Option<syn::Path>,
+    /// The collection parameter of a batch function.
+    pub(crate) batch: Option<Ident>,
     /// Where `beta` and `lock_ttl` were given, to report them if unused.
     beta_at: Option<Span>,
     lock_ttl_at: Option<Span>,
@@ -94,6 +96,7 @@ const CACHED_OPTIONS: &[&str] = &[
     "local",
     "codec",
     "compress",
+    "batch",
     "companions",
     "crate",
 ];
@@ -350,6 +353,26 @@ fn krate(value: &Expr, errors: &mut Errors) -> Option<syn::Path> {
     }
 }
 
+/// `batch = ids` (or `batch = "ids"`): the collection parameter.
+fn batch_param(value: &Expr, errors: &mut Errors) -> Option<Ident> {
+    if let Expr::Path(p) = value
+        && p.qself.is_none()
+        && let Some(id) = p.path.get_ident()
+    {
+        return Some(id.clone());
+    }
+    if let Some(Lit::Str(s)) = lit(value)
+        && let Ok(id) = s.parse::<Ident>()
+    {
+        return Some(id);
+    }
+    errors.push(syn::Error::new_spanned(
+        value,
+        "`batch` names the collection parameter: `batch = ids`",
+    ));
+    None
+}
+
 fn unknown(name: &Ident, options: &[&str], errors: &mut Errors) {
     errors.push(syn::Error::new(
         name.span(),
@@ -380,6 +403,7 @@ impl CachedArgs {
             compress: None,
             companions: true,
             krate: None,
+            batch: None,
             beta_at: None,
             lock_ttl_at: None,
         };
@@ -478,6 +502,7 @@ impl CachedArgs {
                 "companions" => {
                     out.companions = bool_lit(&value, "companions", errors).unwrap_or(true)
                 }
+                "batch" => out.batch = batch_param(&value, errors),
                 "crate" => out.krate = krate(&value, errors),
                 _ => unknown(&name, CACHED_OPTIONS, errors),
             }

@@ -107,8 +107,15 @@ fn check_placeholders(
 }
 
 /// The expression a placeholder path refers to, spanned at the template.
-fn place_expr(path: &[String], span: Span, base: Option<&TokenStream>) -> TokenStream {
+/// In a batch function, the collection parameter stands for one element.
+fn place_expr(
+    path: &[String],
+    span: Span,
+    base: Option<&TokenStream>,
+    batch: Option<&Ident>,
+) -> TokenStream {
     let mut expr = match (base, path[0].as_str()) {
+        (_, first) if batch.is_some_and(|b| b == first) => quote_spanned!(span=> __cachekit_e),
         (_, "self") => quote_spanned!(span=> self),
         (Some(base), first) => {
             let field = member(first, span);
@@ -140,12 +147,17 @@ fn member(field: &str, span: Span) -> TokenStream {
 }
 
 /// Statements writing `t` into `__cachekit_w`.
-fn write_template(t: &TemplateLit, p: &TokenStream, base: Option<&TokenStream>) -> TokenStream {
+fn write_template(
+    t: &TemplateLit,
+    p: &TokenStream,
+    base: Option<&TokenStream>,
+    batch: Option<&Ident>,
+) -> TokenStream {
     let span = t.lit.span();
     let parts = t.template.segments.iter().map(|segment| match segment {
         Segment::Literal(text) => quote!(__cachekit_w.literal(#text);),
         Segment::Placeholder(path) => {
-            let expr = place_expr(path, span, base);
+            let expr = place_expr(path, span, base, batch);
             quote_spanned!(span=> #p::key_part(&(#expr), &mut __cachekit_w);)
         }
     });
@@ -154,7 +166,11 @@ fn write_template(t: &TemplateLit, p: &TokenStream, base: Option<&TokenStream>) 
 
 /// An expression rendering `t` to a `String`.
 fn render(t: &TemplateLit, p: &TokenStream) -> TokenStream {
-    let writes = write_template(t, p, None);
+    render_with(t, p, None)
+}
+
+fn render_with(t: &TemplateLit, p: &TokenStream, batch: Option<&Ident>) -> TokenStream {
+    let writes = write_template(t, p, None, batch);
     quote!({
         let mut __cachekit_buf = #p::String::new();
         let mut __cachekit_w = #p::KeyWriter::new(&mut __cachekit_buf);
@@ -271,10 +287,134 @@ pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     for tag in &args.tags {
         check_placeholders(tag, "a tag", |n| params.knows(n), describe, &mut errors);
     }
+    let batch = args
+        .batch
+        .as_ref()
+        .map(|ids| check_batch(&func, &args, ids, &mut errors));
     if let Err(e) = errors.finish() {
         return fail_soft(item, e);
     }
-    expand_cached(&func, &args, &params)
+    match batch {
+        Some(Some(param)) => expand_batch(&func, &args, param),
+        _ => expand_cached(&func, &args, &params),
+    }
+}
+
+/// The collection parameter of a batch function, after checking the
+/// options that go with it.
+fn check_batch<'f>(
+    func: &'f ItemFn,
+    args: &CachedArgs,
+    ids: &Ident,
+    errors: &mut Errors,
+) -> Option<&'f syn::PatType> {
+    let param = func.sig.inputs.iter().find_map(|input| match input {
+        FnArg::Typed(t) if matches!(&*t.pat, Pat::Ident(p) if p.ident == *ids) => Some(t),
+        _ => None,
+    });
+    if param.is_none() {
+        errors.push(syn::Error::new(
+            ids.span(),
+            format!(
+                "`batch = {ids}`: `{}` has no parameter `{ids}` holding the ids",
+                func.sig.ident
+            ),
+        ));
+    }
+    match &args.key {
+        _ if param.is_none() => {}
+        Some(key) if key.template.placeholders().any(|p| *ids == p[0]) => {}
+        Some(key) => errors.push(syn::Error::new(
+            key.lit.span(),
+            format!("the key of a batch function must use `{{{ids}}}`: each id gets its own entry"),
+        )),
+        None => errors.push(syn::Error::new(
+            ids.span(),
+            format!("a batch function needs a key template using `{{{ids}}}`, e.g. `key = \"user:{{{ids}}}\"`"),
+        )),
+    }
+    for (set, option) in [
+        (args.lock, "lock"),
+        (args.stale_ms.is_some(), "stale"),
+        (args.refresh_early, "refresh"),
+        (!args.tags.is_empty(), "tags"),
+    ] {
+        if set {
+            errors.push(syn::Error::new(
+                ids.span(),
+                format!("`batch` cannot be combined with `{option}`"),
+            ));
+        }
+    }
+    param
+}
+
+/// `#[cached(batch = ids)]`: one `MGET` for every id, the body for the
+/// missing ones only.
+fn expand_batch(func: &ItemFn, args: &CachedArgs, param: &syn::PatType) -> TokenStream {
+    let p = krate(args.krate.as_ref());
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = func;
+    let ret = return_type(func);
+    let site = site(args, func, &p);
+    let Pat::Ident(binding) = &*param.pat else {
+        unreachable!("checked")
+    };
+    let ids = &binding.ident;
+    let pat = &param.pat;
+    let ty = &param.ty;
+    let key = render_with(args.key.as_ref().expect("checked"), &p, Some(ids));
+    // The body sees the missing ids under the parameter's name and type.
+    let rebind = match &**ty {
+        Type::Reference(r) if matches!(&*r.elem, Type::Slice(_)) => quote! {
+            let __cachekit_owned = __cachekit_missing;
+            let #pat: #ty = &__cachekit_owned;
+        },
+        Type::Reference(r) => {
+            let owned = &r.elem;
+            quote! {
+                let __cachekit_owned: #owned = ::core::iter::IntoIterator::into_iter(__cachekit_missing).collect();
+                let #pat: #ty = &__cachekit_owned;
+            }
+        }
+        _ => {
+            quote!(let #pat: #ty = ::core::iter::IntoIterator::into_iter(__cachekit_missing).collect();)
+        }
+    };
+    let ret_span = match &sig.output {
+        ReturnType::Type(_, ty) => ty.span(),
+        ReturnType::Default => sig.ident.span(),
+    };
+    let output = quote_spanned! {ret_span=>
+        {
+            #[allow(unused_imports)]
+            use #p::{PlainKind as _, ResultKind as _};
+            (&#p::Kind::<#ret>::NEW).output()
+        }
+    };
+    let engine = quote_spanned!(ret_span=> #p::get_or_compute_batch::<_, #ret, _, _, _>);
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            #site
+            let mut __cachekit_ids = #p::Vec::new();
+            let mut __cachekit_keys: #p::Vec<#p::String> = #p::Vec::new();
+            for __cachekit_e in #ids.iter() {
+                __cachekit_keys.push(#key);
+                __cachekit_ids.push(::core::clone::Clone::clone(__cachekit_e));
+            }
+            let __cachekit_output = #output;
+            #engine(&__CACHEKIT_SITE, __cachekit_ids, __cachekit_keys, __cachekit_output, move |__cachekit_missing| async move {
+                #rebind
+                #block
+            })
+            .await
+        }
+    }
 }
 
 fn site(args: &CachedArgs, func: &ItemFn, p: &TokenStream) -> TokenStream {
@@ -521,7 +661,7 @@ pub(crate) fn derive_cache_key(input: TokenStream) -> TokenStream {
 
 /// Shared with `derive`: renders a template over `self`'s fields.
 pub(crate) fn write_fields_template(t: &TemplateLit, p: &TokenStream) -> TokenStream {
-    write_template(t, p, Some(&quote!(self)))
+    write_template(t, p, Some(&quote!(self)), None)
 }
 
 /// Shared with `derive`: checks placeholders against field names.

@@ -124,7 +124,7 @@ impl Site {
         self
     }
 
-    fn policy<'a>(&'static self, rt: &Runtime, tags: &'a [String]) -> Policy<'a> {
+    pub(crate) fn policy<'a>(&'static self, rt: &Runtime, tags: &'a [String]) -> Policy<'a> {
         Policy {
             counters: &self.counters,
             ttl: self.ttl.unwrap_or(rt.config.default_ttl),

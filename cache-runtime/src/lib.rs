@@ -17,6 +17,7 @@
 #![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
 
 pub mod backend;
+mod batch;
 mod cache;
 mod cached;
 pub mod codec;
@@ -49,6 +50,7 @@ pub use stats::{Counts, Stats, stats};
 /// it changes without notice. Do not use it directly.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::batch::{BatchMap, BatchOutput, get_or_compute_batch};
     pub use crate::cached::{
         CacheValue, Kind, Output, PlainKind, PlainOutput, ResultKind, ResultOutput, Site,
         force_refresh, get_or_compute, invalidate_entry,

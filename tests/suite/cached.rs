@@ -586,3 +586,59 @@ pub async fn cancelled_leaders_release_their_followers(_: &Ctx) {
     assert_eq!(value.expect("the follower did not hang").unwrap(), 9);
     assert_eq!(SLOW_STARTED.load(Ordering::SeqCst), 2);
 }
+
+static ASKED: std::sync::Mutex<Vec<Vec<u64>>> = std::sync::Mutex::new(Vec::new());
+
+#[cached(ttl = 60, key = "batch:{ids}", batch = ids)]
+async fn users_by_id(ids: Vec<u64>) -> std::collections::HashMap<u64, String> {
+    ASKED.lock().unwrap().push(ids.clone());
+    // Id 999 does not exist: it is left out of the map.
+    ids.into_iter()
+        .filter(|id| *id != 999)
+        .map(|id| (id, format!("u{id}")))
+        .collect()
+}
+
+#[cached(ttl = 60, key = "batch:{id}")]
+async fn user_by_id(id: u64) -> String {
+    format!("single {id}")
+}
+
+#[cached(ttl = 60, key = "batch-slice:{ids}", batch = ids)]
+async fn users_from_slice(ids: &[u64]) -> Result<std::collections::BTreeMap<u64, u64>, String> {
+    bump("batch-slice");
+    if ids.contains(&0) {
+        return Err("id 0 is invalid".into());
+    }
+    Ok(ids.iter().map(|id| (*id, id * 10)).collect())
+}
+
+pub async fn batches_compute_only_missing_ids(_: &Ctx) {
+    let first = users_by_id(vec![1, 2, 3]).await;
+    assert_eq!(first.len(), 3);
+    let second = users_by_id(vec![2, 3, 4, 999, 4]).await;
+    assert_eq!(second.len(), 3, "{second:?}");
+    assert_eq!(second[&4], "u4");
+    assert_eq!(second[&2], "u2");
+    let asked = ASKED.lock().unwrap().clone();
+    assert_eq!(
+        asked,
+        vec![vec![1, 2, 3], vec![4, 999]],
+        "only the missing ids were computed"
+    );
+    assert_eq!(users_by_id(vec![1, 2, 3, 4]).await.len(), 4);
+    assert_eq!(ASKED.lock().unwrap().len(), 2, "all four were cached");
+    assert_eq!(
+        user_by_id(2).await,
+        "u2",
+        "each id has its own entry, shared with single lookups"
+    );
+    assert!(users_by_id(vec![]).await.is_empty());
+    // Borrowed slices and fallible functions: Err is returned and not cached.
+    assert_eq!(users_from_slice(&[1, 2]).await.unwrap()[&2], 20);
+    assert_eq!(users_from_slice(&[1, 2]).await.unwrap().len(), 2);
+    assert_eq!(count("batch-slice"), 1);
+    assert!(users_from_slice(&[2, 0]).await.is_err());
+    assert_eq!(users_from_slice(&[2, 5]).await.unwrap()[&5], 50);
+    assert_eq!(count("batch-slice"), 3);
+}

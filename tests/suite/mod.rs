@@ -75,6 +75,7 @@ macro_rules! all_tests {
             cached::stale_values_are_served_while_one_caller_refreshes,
             cached::early_refresh_recomputes_before_expiry,
             cached::cancelled_leaders_release_their_followers,
+            cached::batches_compute_only_missing_ids,
             conformance::set_get_delete_exists,
             conformance::ttls_are_kept_and_changed,
             conformance::update_merges_fields,

@@ -52,6 +52,12 @@ impl Repo {
     }
 }
 
+#[cached(ttl = 60, key = "user:{tenant}:{ids}", batch = ids)]
+async fn users(ids: &[u64], tenant: &str) -> Result<std::collections::HashMap<u64, User>, String> {
+    let _ = tenant;
+    Ok(ids.iter().map(|id| (*id, User { id: *id })).collect())
+}
+
 static SIGNUP: Cache = Cache::new("signup", Duration::from_secs(300));
 
 fn main() {
@@ -60,4 +66,5 @@ fn main() {
     let repo = Repo { region: "eu".into() };
     let _ = (repo.find(1), repo.find_key(1), repo.remove(1), &SIGNUP);
     let _ = Query::pattern().lang("en").build();
+    let _ = users(&[1, 2], "t");
 }
