@@ -189,6 +189,7 @@ impl RedisServer {
     fn is_running(&self) -> bool {
         Command::new("kill")
             .args(["-0", &self.pid.to_string()])
+            .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
     }
@@ -196,6 +197,7 @@ impl RedisServer {
     fn signal(&self, signal: &str) {
         let _ = Command::new("kill")
             .args([signal, &self.pid.to_string()])
+            .stderr(Stdio::null())
             .status();
     }
 
