@@ -386,8 +386,9 @@ impl Config {
         Ok(config)
     }
 
-    /// Turns caching on or off. Off, every cached call computes and the
-    /// explicit API reads nothing (`get` is `None`) and writes nothing.
+    /// Turns caching on or off. Off, every cached call (`#[cached]`,
+    /// `get_or_compute`) computes and stores nothing. The explicit `Cache`
+    /// API is a store you asked for and keeps working.
     pub fn enabled(mut self, enabled: bool) -> Self {
         self.enabled = enabled;
         self

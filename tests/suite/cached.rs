@@ -642,3 +642,58 @@ pub async fn batches_compute_only_missing_ids(_: &Ctx) {
     assert_eq!(users_from_slice(&[2, 5]).await.unwrap()[&5], 50);
     assert_eq!(count("batch-slice"), 3);
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Doc {
+    pub id: u64,
+    pub body: String,
+}
+
+fn doc(id: u64) -> Doc {
+    Doc {
+        id,
+        body: "lorem ipsum ".repeat(200),
+    }
+}
+
+#[cached(ttl = 60, key = "codec:{id}")]
+async fn doc_json(id: u64) -> Doc {
+    bump("codec-json");
+    doc(id)
+}
+
+#[cached(ttl = 60, key = "codec:{id}", codec = "msgpack")]
+async fn doc_msgpack(id: u64) -> Doc {
+    bump("codec-msgpack");
+    doc(id)
+}
+
+#[cached(ttl = 60, key = "codec-lz4:{id}", codec = "msgpack", compress = 256)]
+async fn doc_compressed(id: u64) -> Doc {
+    bump("codec-lz4");
+    doc(id)
+}
+
+pub async fn codecs_round_trip_and_a_codec_change_is_a_miss(_: &Ctx) {
+    assert_eq!(doc_compressed(1).await, doc(1));
+    assert_eq!(doc_compressed(1).await, doc(1));
+    assert_eq!(count("codec-lz4"), 1, "compressed MessagePack round-trips");
+    assert_eq!(doc_json(2).await, doc(2));
+    // The same key read with another codec: a miss, recomputed, never garbage.
+    let before = cachekit::stats().decode_failures;
+    assert_eq!(doc_msgpack(2).await, doc(2));
+    assert_eq!(count("codec-msgpack"), 1);
+    assert!(cachekit::stats().decode_failures > before);
+    assert_eq!(doc_msgpack(2).await, doc(2));
+    assert_eq!(
+        count("codec-msgpack"),
+        1,
+        "rewritten in MessagePack, then hit"
+    );
+    assert_eq!(doc_json(2).await, doc(2));
+    assert_eq!(
+        count("codec-json"),
+        2,
+        "and back: JSON reads MessagePack as a miss"
+    );
+}
