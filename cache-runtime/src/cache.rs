@@ -79,11 +79,9 @@ impl Scope {
     /// Tells other processes (their in-process tiers) that keys changed,
     /// without making the caller wait for it.
     fn announce(&self, keys: Vec<String>) {
-        if !self.rt.backend.is_shared() || keys.is_empty() {
-            return;
+        if !keys.is_empty() {
+            self.rt.publish_later(Event::Keys(keys));
         }
-        let rt = self.rt.clone();
-        tokio::spawn(async move { rt.publish(Event::Keys(keys)).await });
     }
 }
 

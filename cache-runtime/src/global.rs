@@ -323,8 +323,35 @@ impl Runtime {
         if !self.backend.is_shared() {
             return;
         }
+        self.apply_locally(&event);
         if let Err(e) = self.backend.publish(&self.channel, &event).await {
             tracing::debug!(error = %e, "could not tell other processes about a change");
+        }
+    }
+
+    /// Like [`Runtime::publish`], without waiting for the message to go out:
+    /// this process's tier follows at once, the others a moment later.
+    pub(crate) fn publish_later(self: &Arc<Self>, event: Event) {
+        if !self.backend.is_shared() {
+            return;
+        }
+        self.apply_locally(&event);
+        let rt = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = rt.backend.publish(&rt.channel, &event).await {
+                tracing::debug!(error = %e, "could not tell other processes about a change");
+            }
+        });
+    }
+
+    /// This process ignores its own messages, so it follows its own changes
+    /// here: a write through the shared store must not leave a stale copy in
+    /// the tier.
+    fn apply_locally(&self, event: &Event) {
+        if let Some(tier) = &self.tier
+            && !matches!(event, Event::Generation { .. } | Event::Resync)
+        {
+            tier.apply(event);
         }
     }
 

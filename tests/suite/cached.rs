@@ -697,3 +697,29 @@ pub async fn codecs_round_trip_and_a_codec_change_is_a_miss(_: &Ctx) {
         "and back: JSON reads MessagePack as a miss"
     );
 }
+
+#[cached(ttl = 60, key = "tier:{id}", local = true, tags = ["tier-tag"])]
+async fn tier_value(id: u64) -> u32 {
+    bump("tier");
+    count("tier") * 1000 + id as u32
+}
+
+pub async fn local_entries_follow_this_process_writes(ctx: &Ctx) {
+    let v1 = tier_value(1).await;
+    assert_eq!(tier_value(1).await, v1);
+    let local_hits = cachekit::stats().function("tier_value").unwrap().local_hits;
+    if ctx.shared {
+        assert!(local_hits >= 1, "served from the in-process tier");
+    }
+    // Every kind of invalidation made here reaches this process's tier.
+    cachekit::invalidate_tag("tier-tag").await.unwrap();
+    let v2 = tier_value(1).await;
+    assert_ne!(v2, v1, "tag invalidation");
+    cachekit::invalidate("tier:*").await.unwrap();
+    let v3 = tier_value(1).await;
+    assert_ne!(v3, v2, "pattern invalidation");
+    assert!(tier_value_invalidate(1).await.unwrap());
+    let v4 = tier_value(1).await;
+    assert_ne!(v4, v3, "companion invalidation");
+    assert_eq!(tier_value(1).await, v4);
+}

@@ -77,6 +77,7 @@ macro_rules! all_tests {
             cached::cancelled_leaders_release_their_followers,
             cached::batches_compute_only_missing_ids,
             cached::codecs_round_trip_and_a_codec_change_is_a_miss,
+            cached::local_entries_follow_this_process_writes,
             conformance::set_get_delete_exists,
             conformance::ttls_are_kept_and_changed,
             conformance::update_merges_fields,
