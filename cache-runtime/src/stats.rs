@@ -391,4 +391,64 @@ mod tests {
         assert!(s.hits >= 2 && s.decode_failures >= 1);
         assert!(std::ptr::eq(ns, Counters::for_namespace("stats-test")));
     }
+
+    /// With the `metrics` feature, every count also reaches the recorder,
+    /// labelled by function or namespace.
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn counts_reach_the_metrics_facade() {
+        use std::collections::HashMap;
+        use std::sync::{Arc, Mutex};
+
+        use metrics::{
+            Counter, CounterFn, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString,
+            Unit,
+        };
+
+        #[derive(Default)]
+        struct Seen(Mutex<HashMap<String, u64>>);
+        struct Cell(Arc<Seen>, String);
+        impl CounterFn for Cell {
+            fn increment(&self, value: u64) {
+                *self.0.0.lock().unwrap().entry(self.1.clone()).or_default() += value;
+            }
+            fn absolute(&self, _: u64) {}
+        }
+        struct Capture(Arc<Seen>);
+        impl Recorder for Capture {
+            fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+            fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+            fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+            fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+                let labels: Vec<String> = key
+                    .labels()
+                    .map(|l| format!("{}={}", l.key(), l.value()))
+                    .collect();
+                let name = format!("{}{{{}}}", key.name(), labels.join(","));
+                Counter::from_arc(Arc::new(Cell(self.0.clone(), name)))
+            }
+            fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+                Gauge::noop()
+            }
+            fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+                Histogram::noop()
+            }
+        }
+
+        static F: Counters = Counters::new(Scope::Function, "tests::metrics::f");
+        let seen = Arc::new(Seen::default());
+        metrics::with_local_recorder(&Capture(seen.clone()), || {
+            F.add(Count::Hit);
+            F.add(Count::Hit);
+            F.add(Count::Miss);
+            Counters::for_namespace("metrics-ns").add(Count::DecodeFailure);
+        });
+        let seen = seen.0.lock().unwrap();
+        assert_eq!(seen["cachekit_hits_total{function=tests::metrics::f}"], 2);
+        assert_eq!(seen["cachekit_misses_total{function=tests::metrics::f}"], 1);
+        assert_eq!(
+            seen["cachekit_decode_failures_total{namespace=metrics-ns}"],
+            1
+        );
+    }
 }
