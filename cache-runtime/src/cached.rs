@@ -355,6 +355,7 @@ where
         }
     };
     if force {
+        p.counters.add(Count::Refresh);
         let (value, _) = compute_and_store(rt, p, &full, output, compute, true).await;
         return value;
     }
