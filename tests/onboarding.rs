@@ -333,8 +333,8 @@ fn every_bad_input_gets_a_clear_json_error() {
                 .await
                 .error(StatusCode::BAD_REQUEST, "invalid_json", "JSON object");
         }
-        // Too large for the body limit (2 MiB).
-        let huge = format!("{{\"blob\": \"{}\"}}", "x".repeat(3 << 20));
+        // Over the body limit (2 MiB).
+        let huge = format!("{{\"blob\": \"{}\"}}", "x".repeat((2 << 20) + 1024));
         send(Method::POST, &format!("/{id}/steps/2"), Some(&huge))
             .await
             .error(
@@ -494,6 +494,43 @@ fn steps_saved_at_once_are_all_counted() {
         post(&format!("/{id}/finalize"), json!({}))
             .await
             .ok(StatusCode::OK);
+        send(Method::DELETE, &format!("/{id}"), None)
+            .await
+            .ok(StatusCode::OK);
+    });
+}
+
+#[test]
+fn a_store_problem_that_is_not_an_outage_is_500_not_503() {
+    run(async {
+        let _shared = GATE.read().await;
+        // Metadata someone else wrote, in a shape the service never writes.
+        let id = create().await;
+        let _: () = shared_server().cmd(&[
+            "SET",
+            &format!("onboarding:{id}:metadata"),
+            r#"{"not": "metadata"}"#,
+        ]);
+        get(&format!("/{id}/progress")).await.error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "internal error",
+        );
+
+        // A progress key holding another Redis type: the server refuses the
+        // command (WRONGTYPE), which no retry can fix.
+        let id = create().await;
+        let progress = format!("onboarding:{id}:progress");
+        let _: i64 = shared_server().cmd(&["DEL", &progress]);
+        let _: i64 = shared_server().cmd(&["LPUSH", &progress, "x"]);
+        post(&format!("/{id}/steps/1"), json!({"a": 1}))
+            .await
+            .error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "internal error",
+            );
+        let _: i64 = shared_server().cmd(&["DEL", &progress]);
         send(Method::DELETE, &format!("/{id}"), None)
             .await
             .ok(StatusCode::OK);
