@@ -70,6 +70,17 @@ struct Load {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// A test that fails mid-load must not leave its callers running into the
+/// next test.
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
 impl Load {
     fn start(callers: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
@@ -139,9 +150,9 @@ impl Load {
         Load { stop, seen, tasks }
     }
 
-    async fn stop(self, what: &str) -> Arc<Observed> {
+    async fn stop(mut self, what: &str) -> Arc<Observed> {
         self.stop.store(true, Ordering::Relaxed);
-        for task in self.tasks {
+        for task in std::mem::take(&mut self.tasks) {
             task.await.expect("a caller panicked");
         }
         let s = &self.seen;
@@ -155,7 +166,7 @@ impl Load {
             s.api_max_us.load(Ordering::Relaxed) / 1000,
             s.api_over_bound.load(Ordering::Relaxed),
         ));
-        self.seen
+        self.seen.clone()
     }
 }
 
@@ -324,6 +335,21 @@ fn connections_cut_mid_reply_and_restart_empty() {
         let load = Load::start(256);
         for _ in 0..5 {
             tokio::time::sleep(Duration::from_millis(300)).await;
+            // Cut only once cachekit is connected again (it reconnects in
+            // the background; under load that can take a moment).
+            let reconnected = Instant::now();
+            while server
+                .cmd::<String>(&["CLIENT", "LIST", "TYPE", "normal"])
+                .lines()
+                .count()
+                < 2
+            {
+                assert!(
+                    reconnected.elapsed() < Duration::from_secs(10),
+                    "cachekit did not reconnect"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             let killed: i64 = server.cmd(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]);
             assert!(killed >= 1, "cachekit's connection was cut");
         }

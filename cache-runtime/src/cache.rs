@@ -217,6 +217,22 @@ impl Cache {
         Ok(deleted)
     }
 
+    /// Deletes many keys in one round trip (per slot on a cluster). Returns
+    /// how many existed.
+    pub async fn delete_many<K: AsRef<str>>(&self, keys: &[K]) -> Result<u64> {
+        for k in keys {
+            key::validate_key("key", k.as_ref())?;
+        }
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let scope = self.scope().await?;
+        let full: Vec<String> = keys.iter().map(|k| scope.key(k.as_ref())).collect();
+        let deleted = self.counted(scope.rt.backend.delete(&full).await)?;
+        scope.announce(full);
+        Ok(deleted)
+    }
+
     /// Whether `key` holds a live entry.
     pub async fn exists(&self, key: &str) -> Result<bool> {
         key::validate_key("key", key)?;
@@ -232,6 +248,23 @@ impl Cache {
     /// on conflict, so concurrent updates of different fields all land.
     /// Numbers keep their exact value (no float round trip).
     pub async fn update(&self, key: &str, patch: serde_json::Value) -> Result<bool> {
+        self.merge(key, patch, Some(self.default_ttl)).await
+    }
+
+    /// Like [`Cache::update`], but the entry keeps the time to live it has
+    /// (for entries that must expire at a fixed moment, such as a session).
+    pub async fn update_keeping_ttl(&self, key: &str, patch: serde_json::Value) -> Result<bool> {
+        self.merge(key, patch, None).await
+    }
+
+    /// Merges `patch` into the object at `key` with a compare-and-swap loop;
+    /// the entry then lives `ttl`, or keeps its TTL.
+    async fn merge(
+        &self,
+        key: &str,
+        patch: serde_json::Value,
+        ttl: Option<Duration>,
+    ) -> Result<bool> {
         key::validate_key("key", key)?;
         let serde_json::Value::Object(patch) = patch else {
             return Err(Error::invalid("an update patch must be a JSON object"));
@@ -257,12 +290,11 @@ impl Cache {
                 .rt
                 .envelope
                 .encode(&full, &current, Format::JSON, &entry.meta)?;
-            let swapped = self.counted(
-                backend
-                    .compare_and_swap(&full, &raw, Swap::Set(updated, self.default_ttl))
-                    .await,
-            )?;
-            if swapped {
+            let swap = match ttl {
+                Some(ttl) => Swap::Set(updated, ttl),
+                None => Swap::SetKeepTtl(updated),
+            };
+            if self.counted(backend.compare_and_swap(&full, &raw, swap).await)? {
                 scope.announce(vec![full]);
                 return Ok(true);
             }

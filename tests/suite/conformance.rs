@@ -49,6 +49,12 @@ pub async fn set_get_delete_exists(_: &Ctx) {
     );
     assert!(c.delete("s1").await.unwrap());
     assert!(!c.delete("s1").await.unwrap(), "nothing left to delete");
+    for i in 0..5 {
+        c.set(&format!("m{i}"), &i).await.unwrap();
+    }
+    assert_eq!(c.delete_many(&["m0", "m1", "m2", "m9"]).await.unwrap(), 3);
+    assert!(!c.exists("m1").await.unwrap() && c.exists("m3").await.unwrap());
+    assert_eq!(c.delete_many::<&str>(&[]).await.unwrap(), 0);
     assert_eq!(c.get::<Session>("s1").await.unwrap(), None);
     // Keys may hold separators, glob characters and unicode.
     for key in ["a:b:c", "*", "user[1]", "naïve key", "{tag}"] {
@@ -126,6 +132,25 @@ pub async fn update_merges_fields(_: &Ctx) {
         Err(Error::InvalidInput(_))
     ));
     assert_eq!(c.get::<Vec<i32>>("list").await.unwrap(), Some(vec![1, 2]));
+    // Keeping the TTL: a session that must expire at a fixed moment.
+    c.set_with_ttl("fixed", &session(1), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(
+        c.update_keeping_ttl("fixed", json!({"step": 3}))
+            .await
+            .unwrap()
+    );
+    assert_eq!(c.get::<Session>("fixed").await.unwrap().unwrap().step, 3);
+    assert!(
+        c.ttl("fixed").await.unwrap().unwrap() <= Duration::from_secs(5),
+        "the TTL was kept"
+    );
+    assert!(
+        !c.update_keeping_ttl("absent", json!({"a": 1}))
+            .await
+            .unwrap()
+    );
 }
 
 pub async fn concurrent_updates_all_land(_: &Ctx) {

@@ -270,13 +270,17 @@ impl Backend for MemoryBackend {
                 match current {
                     Some(Stored {
                         value: Value::Bytes(b),
-                        ..
+                        expires_at: current_expiry,
                     }) if b.as_ref() == expected => {
                         swapped = true;
                         match swap {
                             Swap::Set(value, ttl) => Op::Put(Stored {
                                 value: Value::Bytes(value),
                                 expires_at: Some(now + ttl),
+                            }),
+                            Swap::SetKeepTtl(value) => Op::Put(Stored {
+                                value: Value::Bytes(value),
+                                expires_at: current_expiry,
                             }),
                             Swap::Delete => Op::Remove,
                             Swap::Expire(ttl) => Op::Put(Stored {

@@ -64,6 +64,8 @@ impl Write {
 pub enum Swap {
     /// Replace the value and its TTL.
     Set(Bytes, Duration),
+    /// Replace the value, keeping its TTL.
+    SetKeepTtl(Bytes),
     /// Delete the key.
     Delete,
     /// Only reset the TTL.

@@ -62,13 +62,15 @@ return v",
         )
     });
 
-    /// KEYS: key. ARGV: expected, action (set|del|exp), value or ttl, ttl.
+    /// KEYS: key. ARGV: expected, action (set|keep|del|exp), value or ttl, ttl.
     pub(crate) static COMPARE_AND_SWAP: LazyLock<Script> = LazyLock::new(|| {
         Script::new(
             r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[2] == 'set' then
   redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+elseif ARGV[2] == 'keep' then
+  redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL')
 elseif ARGV[2] == 'del' then
   redis.call('DEL', KEYS[1])
 else
@@ -102,6 +104,7 @@ pub(crate) fn cas_invocation<'s>(
     inv.key(key).arg(expected);
     match swap {
         Swap::Set(value, ttl) => inv.arg("set").arg(value.as_ref()).arg(millis(*ttl)),
+        Swap::SetKeepTtl(value) => inv.arg("keep").arg(value.as_ref()).arg(0),
         Swap::Delete => inv.arg("del").arg(0).arg(0),
         Swap::Expire(ttl) => inv.arg("exp").arg(millis(*ttl)).arg(0),
     };

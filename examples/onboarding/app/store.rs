@@ -230,15 +230,14 @@ pub async fn save_step(
         .await?;
     let progress_key = keys.progress();
     let patch = json!({ step.to_string(): saved_at_ms });
-    let counted = retry::transient(|| ONBOARDING.update(&progress_key, patch.clone())).await?;
+    // The progress keeps the session's own end (not a fresh seven days).
+    let counted =
+        retry::transient(|| ONBOARDING.update_keeping_ttl(&progress_key, patch.clone())).await?;
     if !counted {
         // Deleted (or expired) while we wrote: leave nothing behind.
         ONBOARDING.delete(&keys.step(step)).await?;
         return Err(ApiError::SessionNotFound(id));
     }
-    // `update` restarts the namespace's seven days: bring the progress back
-    // to the session's own end.
-    ONBOARDING.set_ttl(&progress_key, ttl).await?;
     let (meta, progress) = load(id).await?;
     Ok(SavedStep {
         step_id: step,
@@ -325,16 +324,17 @@ pub async fn finalize(id: Uuid) -> Result<Summary, ApiError> {
     if !missing.is_empty() {
         return Err(ApiError::Incomplete(missing));
     }
-    let ttl = meta.remaining().ok_or(ApiError::SessionNotFound(id))?;
+    // An expired session cannot be finalized.
+    meta.remaining().ok_or(ApiError::SessionNotFound(id))?;
     let keys = SessionKeys::new(id);
     let metadata_key = keys.metadata();
     let patch = json!({"status": Status::Finalized, "finalized_at_ms": now_ms()});
-    let updated = retry::transient(|| ONBOARDING.update(&metadata_key, patch.clone())).await?;
+    // As in `save_step`: the session keeps its own end.
+    let updated =
+        retry::transient(|| ONBOARDING.update_keeping_ttl(&metadata_key, patch.clone())).await?;
     if !updated {
         return Err(ApiError::SessionNotFound(id));
     }
-    // As in `save_step`: the session keeps its own end.
-    ONBOARDING.set_ttl(&metadata_key, ttl).await?;
     summary(id).await
 }
 
@@ -345,14 +345,10 @@ pub async fn delete(id: Uuid) -> Result<(), ApiError> {
     // The metadata first: from then on, the session is gone for every
     // endpoint, whatever happens to the rest.
     let existed = ONBOARDING.delete(&keys.metadata()).await?;
-    let mut rest = tokio::task::JoinSet::new();
-    for key in std::iter::once(keys.progress()).chain(keys.steps()) {
-        rest.spawn(async move { ONBOARDING.delete(&key).await });
-    }
-    let mut deleted_any = false;
-    while let Some(deleted) = rest.join_next().await {
-        deleted_any |= deleted.map_err(|e| ApiError::Internal(e.to_string()))??;
-    }
+    let rest: Vec<String> = std::iter::once(keys.progress())
+        .chain(keys.steps())
+        .collect();
+    let deleted_any = ONBOARDING.delete_many(&rest).await? > 0;
     if existed || deleted_any {
         Ok(())
     } else {
