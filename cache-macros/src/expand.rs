@@ -359,7 +359,6 @@ fn expand_batch(func: &ItemFn, args: &CachedArgs, param: &syn::PatType) -> Token
         sig,
         block,
     } = func;
-    let ret = return_type(func);
     let site = site(args, func, &p);
     let Pat::Ident(binding) = &*param.pat else {
         unreachable!("checked")
@@ -385,18 +384,7 @@ fn expand_batch(func: &ItemFn, args: &CachedArgs, param: &syn::PatType) -> Token
             quote!(let #pat: #ty = ::core::iter::IntoIterator::into_iter(__cachekit_missing).collect();)
         }
     };
-    let ret_span = match &sig.output {
-        ReturnType::Type(_, ty) => ty.span(),
-        ReturnType::Default => sig.ident.span(),
-    };
-    let output = quote_spanned! {ret_span=>
-        {
-            #[allow(unused_imports)]
-            use #p::{PlainKind as _, ResultKind as _};
-            (&#p::Kind::<#ret>::NEW).output()
-        }
-    };
-    let engine = quote_spanned!(ret_span=> #p::get_or_compute_batch::<_, #ret, _, _, _>);
+    let (output, engine) = engine(func, &p, true);
     quote! {
         #(#attrs)*
         #vis #sig {
@@ -460,6 +448,30 @@ fn site(args: &CachedArgs, func: &ItemFn, p: &TokenStream) -> TokenStream {
     }
 }
 
+/// How the return type is stored (`Result`: its `Ok`; anything else:
+/// itself), and the runtime entry point to call, both spanned at the return
+/// type so that a value that cannot be stored is reported there.
+fn engine(func: &ItemFn, p: &TokenStream, batch: bool) -> (TokenStream, TokenStream) {
+    let ret = return_type(func);
+    let span = match &func.sig.output {
+        ReturnType::Type(_, ty) => ty.span(),
+        ReturnType::Default => func.sig.ident.span(),
+    };
+    let output = quote_spanned! {span=>
+        {
+            #[allow(unused_imports)]
+            use #p::{PlainKind as _, ResultKind as _};
+            (&#p::Kind::<#ret>::NEW).output()
+        }
+    };
+    let entry = if batch {
+        quote_spanned!(span=> #p::get_or_compute_batch::<_, #ret, _, _, _>)
+    } else {
+        quote_spanned!(span=> #p::get_or_compute::<#ret, _, _>)
+    };
+    (output, entry)
+}
+
 fn expand_cached(func: &ItemFn, args: &CachedArgs, params: &Params) -> TokenStream {
     let p = krate(args.krate.as_ref());
     let ItemFn {
@@ -468,26 +480,13 @@ fn expand_cached(func: &ItemFn, args: &CachedArgs, params: &Params) -> TokenStre
         sig,
         block,
     } = func;
-    let ret = return_type(func);
     let site = site(args, func, &p);
     let key = match &args.key {
         Some(t) => render(t, &p),
         None => render_default(func, params, &p),
     };
     let tags = args.tags.iter().map(|t| render(t, &p));
-    let ret_span = match &sig.output {
-        ReturnType::Type(_, ty) => ty.span(),
-        ReturnType::Default => sig.ident.span(),
-    };
-    let output = quote_spanned! {ret_span=>
-        {
-            #[allow(unused_imports)]
-            use #p::{PlainKind as _, ResultKind as _};
-            (&#p::Kind::<#ret>::NEW).output()
-        }
-    };
-    // Spanned at the return type: a value that cannot be stored is reported there.
-    let engine = quote_spanned!(ret_span=> #p::get_or_compute::<#ret, _, _>);
+    let (output, engine) = engine(func, &p, false);
     let main = quote! {
         #(#attrs)*
         #vis #sig {
