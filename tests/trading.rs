@@ -291,7 +291,7 @@ fn a_second_read_within_the_ttl_is_a_hit() {
             for _ in 0..3 {
                 let hit = svc.view(path, user).await;
                 assert!(
-                    started.elapsed() < Duration::from_secs(trading::TTL_SECS),
+                    started.elapsed() < Duration::from_secs(5),
                     "the machine is too slow for this test: {:?}",
                     started.elapsed()
                 );

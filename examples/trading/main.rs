@@ -41,7 +41,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use db::{Seed, username};
-pub use views::TTL_SECS;
 
 /// The service's settings (cachekit reads its own: `Config::from_env`).
 #[derive(Debug, Clone)]

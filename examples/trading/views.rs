@@ -13,9 +13,6 @@ use super::queries::{
     self, Fill, GuardStatus, NewFill, OpenPositions, ReconciliationStatus, WriteError,
 };
 
-/// How long a view is served from the cache.
-pub const TTL_SECS: u64 = 5;
-
 #[cached(ttl = 5, key = "trading:{user_id}:reconciliation")]
 pub async fn reconciliation_status(db: &Db, user_id: i64) -> Result<ReconciliationStatus, DbError> {
     db.read(move |sql| queries::reconciliation_status(sql, user_id))
