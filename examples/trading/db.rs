@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, Params, Row, params};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 tokio::task_local! {
     /// SQL statements run on behalf of the current request.
@@ -99,10 +99,11 @@ impl From<rusqlite::Error> for DbError {
 
 /// The database: a pool of readers, one writer, and the query counter.
 pub struct Db {
-    readers: Mutex<Vec<Connection>>,
-    permits: Semaphore,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    /// One per idle reader; held until the reader is back in the pool.
+    permits: Arc<Semaphore>,
     writer: Arc<Mutex<Connection>>,
-    queries: AtomicU64,
+    queries: Arc<AtomicU64>,
     _dir: Option<TempDir>,
 }
 
@@ -168,10 +169,10 @@ impl Db {
             .map(|_| open_conn(&file, false))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Db {
-            permits: Semaphore::new(readers.len()),
-            readers: Mutex::new(readers),
+            permits: Arc::new(Semaphore::new(readers.len())),
+            readers: Arc::new(Mutex::new(readers)),
             writer: Arc::new(Mutex::new(writer)),
-            queries: AtomicU64::new(0),
+            queries: Arc::new(AtomicU64::new(0)),
             _dir: dir,
         })
     }
@@ -181,30 +182,40 @@ impl Db {
         self.queries.load(Ordering::Relaxed)
     }
 
-    fn count(&self, statements: u64) {
-        self.queries.fetch_add(statements, Ordering::Relaxed);
+    /// Adds to the current request's count (the total is counted where the
+    /// statements run).
+    fn count_for_request(statements: u64) {
         let _ = REQUEST_QUERIES.try_with(|n| n.set(n.get() + statements));
     }
 
-    /// Runs `f` on a reader connection, on the blocking pool.
+    /// Runs `f` on a reader connection, on the blocking pool. If the caller
+    /// goes away (a client hung up), the query still finishes and hands its
+    /// connection back.
     pub async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Sql<'_>) -> Result<T, DbError> + Send + 'static,
     ) -> Result<T, DbError> {
-        let _permit = self
+        let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| DbError("the pool is closed".into()))?;
-        let conn = self
-            .readers
-            .lock()
-            .expect("reader pool")
-            .pop()
-            .expect("a permit guarantees a connection");
-        let (conn, statements, result) = tokio::task::spawn_blocking(move || {
+        let (readers, total) = (self.readers.clone(), self.queries.clone());
+        let (statements, result) = tokio::task::spawn_blocking(move || {
+            let conn = readers
+                .lock()
+                .expect("reader pool")
+                .pop()
+                .expect("a permit guarantees a connection");
+            let lease = Lease {
+                conn: Some(conn),
+                readers,
+                _permit: permit,
+            };
+            let conn = lease.conn.as_ref().expect("leased");
             let mut sql = Sql {
-                conn: &conn,
+                conn,
                 statements: 0,
             };
             // One read transaction: the statements of a view see one snapshot.
@@ -214,12 +225,13 @@ impl Db {
                 .and_then(|()| f(&mut sql));
             let statements = sql.statements;
             let _ = conn.execute_batch("COMMIT");
-            (conn, statements, result)
+            total.fetch_add(statements, Ordering::Relaxed);
+            drop(lease);
+            (statements, result)
         })
         .await
         .map_err(|e| DbError(format!("query task failed: {e}")))?;
-        self.readers.lock().expect("reader pool").push(conn);
-        self.count(statements);
+        Self::count_for_request(statements);
         result
     }
 
@@ -233,7 +245,7 @@ impl Db {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        let writer = self.writer.clone();
+        let (writer, total) = (self.writer.clone(), self.queries.clone());
         let (statements, result) = tokio::task::spawn_blocking(move || {
             let conn = writer.lock().expect("writer");
             let mut sql = Sql {
@@ -250,12 +262,34 @@ impl Db {
                 (Ok(_), Err(e)) => Err(E::from(e.into())),
                 (Err(e), _) => Err(e),
             };
+            total.fetch_add(sql.statements, Ordering::Relaxed);
             (sql.statements, result)
         })
         .await
         .map_err(|e| E::from(DbError(format!("write task failed: {e}"))))?;
-        self.count(statements);
+        Self::count_for_request(statements);
         result
+    }
+}
+
+/// A reader taken from the pool: it goes back when dropped, even if the
+/// query panicked, and only then is its permit released.
+struct Lease {
+    conn: Option<Connection>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            if let Ok(mut readers) = self.readers.lock() {
+                readers.push(conn);
+            }
+        }
     }
 }
 
