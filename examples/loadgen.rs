@@ -163,6 +163,8 @@ struct Run {
     hits: u64,
     writes: u64,
     db_queries: u64,
+    /// Per view, before the load: the median of a first and a second read.
+    unloaded: Vec<(&'static str, f64, f64)>,
 }
 
 impl Run {
@@ -396,6 +398,8 @@ async fn measure(o: &Options, http: &reqwest::Client, url: &str) -> Result<Run, 
         tokens.push((user, format!("Bearer {token}")));
     }
 
+    let unloaded = unloaded(http, url, &tokens).await?;
+
     let started = Instant::now();
     let measure_from = started + o.warmup;
     let deadline = measure_from + o.duration;
@@ -512,6 +516,7 @@ async fn measure(o: &Options, http: &reqwest::Client, url: &str) -> Result<Run, 
         hits: 0,
         writes: 0,
         db_queries: 0,
+        unloaded,
     };
     for task in tasks {
         let tally = task.await?;
@@ -539,6 +544,41 @@ async fn measure(o: &Options, http: &reqwest::Client, url: &str) -> Result<Run, 
         run.hit_rate() * 100.0
     );
     Ok(run)
+}
+
+/// One request at a time, before the load: each view read twice by up to
+/// 20 traders; the median of the first reads and of the second reads, in ms.
+/// Uncached, both run the SQL; cached, the first is a miss and the second a
+/// hit (unless another client read it within the TTL).
+async fn unloaded(
+    http: &reqwest::Client,
+    url: &str,
+    tokens: &[(i64, String)],
+) -> Result<Vec<(&'static str, f64, f64)>, BoxError> {
+    let mut medians = Vec::new();
+    for view in VIEWS {
+        let (mut first, mut second) = (Vec::new(), Vec::new());
+        for (_, auth) in tokens.iter().take(20) {
+            for times in [&mut first, &mut second] {
+                let t0 = Instant::now();
+                http.get(format!("{url}{view}"))
+                    .header("authorization", auth)
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .bytes()
+                    .await?;
+                times.push(t0.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        medians.push((view, median(&mut first), median(&mut second)));
+    }
+    Ok(medians)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// A fill; one in ten the broker booked differently (a break).
@@ -623,6 +663,29 @@ fn report(o: &Options, runs: &[Run]) {
     println!();
     for (name, values) in rows {
         println!("| {name} | {} |", values.join(" | "));
+    }
+
+    println!("\nUnloaded, one request at a time (median over up to 20 traders, ms):\n");
+    print!("| view |");
+    for r in runs {
+        if r.label == "cached" {
+            print!(" cached, miss | cached, hit |");
+        } else {
+            print!(" {}, 1st read | {}, 2nd read |", r.label, r.label);
+        }
+    }
+    print!("\n|---|");
+    for _ in runs {
+        print!("---:|---:|");
+    }
+    println!();
+    for (i, view) in VIEWS.iter().enumerate() {
+        print!("| `{view}` |");
+        for r in runs {
+            let (_, first, second) = r.unloaded[i];
+            print!(" {first:.2} | {second:.2} |");
+        }
+        println!();
     }
 }
 
