@@ -18,7 +18,9 @@
 //! ```
 //!
 //! Each virtual trader logs in (`POST /api/v1/login`), then sends requests
-//! back to back, no think time: a read of one of the three views, or, with
+//! one after the other, pausing `--think` between them (0: back to back, the
+//! service's capacity; `300ms`: a dashboard refreshing each of its three
+//! panels about once a second): a read of one of the three views, or, with
 //! probability `--write-ratio` (0.05), a fill recorded on one of its
 //! accounts, which invalidates its three cached views. The first
 //! `--warmup` (2s) is not measured. Reported per mode: throughput,
@@ -58,6 +60,8 @@ struct Options {
     duration: Duration,
     warmup: Duration,
     write_ratio: f64,
+    /// Pause between a trader's requests (0: back to back).
+    think: Duration,
     password: String,
     chart: PathBuf,
     targets: Targets,
@@ -74,7 +78,7 @@ enum Targets {
 }
 
 const USAGE: &str = "usage: loadgen [--users N] [--duration 30s] [--warmup 2s] [--write-ratio 0.05] \
-[--chart target/loadtest.svg] [--url URL | --uncached-url URL --cached-url URL]";
+[--think 0] [--chart target/loadtest.svg] [--url URL | --uncached-url URL --cached-url URL]";
 
 impl Options {
     fn parse() -> Result<Options, String> {
@@ -84,6 +88,7 @@ impl Options {
             duration: Duration::from_secs(30),
             warmup: Duration::from_secs(2),
             write_ratio: 0.05,
+            think: Duration::ZERO,
             password: env("TRADING_PASSWORD").unwrap_or_else(|| "trading-demo".into()),
             chart: PathBuf::from("target/loadtest.svg"),
             targets: Targets::Spawn,
@@ -100,13 +105,17 @@ impl Options {
             let mut value = || args.next().ok_or(format!("{flag} needs a value\n{USAGE}"));
             match flag.as_str() {
                 "--users" => o.users = value()?.parse().map_err(|e| format!("--users: {e}"))?,
-                "--duration" | "--warmup" => {
+                "--duration" | "--warmup" | "--think" => {
                     let v = value()?;
-                    let d = cachekit::parse_duration(&v).ok_or(format!("{flag} {v:?}: say 30s"))?;
-                    if flag == "--duration" {
-                        o.duration = d;
+                    let d = if v.trim() == "0" {
+                        Duration::ZERO
                     } else {
-                        o.warmup = d;
+                        cachekit::parse_duration(&v).ok_or(format!("{flag} {v:?}: say 30s"))?
+                    };
+                    match flag.as_str() {
+                        "--duration" => o.duration = d,
+                        "--warmup" => o.warmup = d,
+                        _ => o.think = d,
                     }
                 }
                 "--write-ratio" => {
@@ -157,6 +166,8 @@ struct Run {
     backend: String,
     /// Latencies of every measured request, in microseconds, sorted.
     latencies: Vec<u32>,
+    /// Sorted latencies of cache hits, reads that ran SQL, writes.
+    by_kind: [Vec<u32>; 3],
     seconds: f64,
     errors: u64,
     reads: u64,
@@ -178,11 +189,7 @@ impl Run {
 
     /// Nearest-rank percentile, in milliseconds.
     fn percentile(&self, p: f64) -> f64 {
-        if self.latencies.is_empty() {
-            return 0.0;
-        }
-        let rank = ((p / 100.0) * self.latencies.len() as f64).ceil() as usize;
-        f64::from(self.latencies[rank.clamp(1, self.latencies.len()) - 1]) / 1000.0
+        percentile(&self.latencies, p)
     }
 
     fn max(&self) -> f64 {
@@ -355,6 +362,9 @@ async fn stats(http: &reqwest::Client, url: &str) -> Result<Stats, BoxError> {
 #[derive(Default)]
 struct Tally {
     latencies: Vec<u32>,
+    /// The same, by kind: reads served from the cache, reads that ran SQL,
+    /// writes.
+    by_kind: [Vec<u32>; 3],
     errors: u64,
     reads: u64,
     hits: u64,
@@ -441,12 +451,14 @@ async fn measure(o: &Options, http: &reqwest::Client, url: &str) -> Result<Run, 
     for (user, auth) in tokens {
         let (http, url, sent, failed) =
             (http.clone(), url.to_string(), sent.clone(), failed.clone());
-        let write_ratio = o.write_ratio;
+        let (write_ratio, think) = (o.write_ratio, o.think);
         tasks.push(tokio::spawn(async move {
             let mut rng = fastrand::Rng::with_seed(user as u64);
             let account = format!("{}-1", trading::username(user));
             let mut tally = Tally::default();
             let mut measuring = false;
+            // Traders start spread over one think time, not in lockstep.
+            tokio::time::sleep(think.mul_f64(rng.f64())).await;
             while Instant::now() < deadline {
                 if !measuring && Instant::now() >= measure_from {
                     measuring = true;
@@ -482,23 +494,29 @@ async fn measure(o: &Options, http: &reqwest::Client, url: &str) -> Result<Run, 
                 if !ok {
                     failed.fetch_add(1, Ordering::Relaxed);
                 }
-                if !measuring {
-                    continue;
-                }
-                tally
-                    .latencies
-                    .push(took.as_micros().min(u128::from(u32::MAX)) as u32);
-                tally.errors += u64::from(!ok);
-                if write {
-                    tally.writes += 1;
-                } else {
-                    tally.reads += 1;
-                    tally.hits += u64::from(hit);
+                if measuring {
+                    let us = took.as_micros().min(u128::from(u32::MAX)) as u32;
+                    tally.latencies.push(us);
+                    tally.by_kind[match (write, hit) {
+                        (true, _) => WRITE,
+                        (false, true) => HIT,
+                        (false, false) => SQL_READ,
+                    }]
+                    .push(us);
+                    tally.errors += u64::from(!ok);
+                    if write {
+                        tally.writes += 1;
+                    } else {
+                        tally.reads += 1;
+                        tally.hits += u64::from(hit);
+                    }
                 }
                 if !ok {
                     // A failing service is not hammered in a tight loop.
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
+                // Between half and one and a half think times.
+                tokio::time::sleep(think.mul_f64(0.5 + rng.f64())).await;
             }
             tally
         }));
@@ -510,6 +528,7 @@ async fn measure(o: &Options, http: &reqwest::Client, url: &str) -> Result<Run, 
         label,
         backend,
         latencies: Vec::new(),
+        by_kind: Default::default(),
         seconds: 0.0,
         errors: 0,
         reads: 0,
@@ -521,6 +540,9 @@ async fn measure(o: &Options, http: &reqwest::Client, url: &str) -> Result<Run, 
     for task in tasks {
         let tally = task.await?;
         run.latencies.extend(tally.latencies);
+        for (all, more) in run.by_kind.iter_mut().zip(tally.by_kind) {
+            all.extend(more);
+        }
         run.errors += tally.errors;
         run.reads += tally.reads;
         run.hits += tally.hits;
@@ -535,6 +557,7 @@ async fn measure(o: &Options, http: &reqwest::Client, url: &str) -> Result<Run, 
     ticker.abort();
     progress.finish_and_clear();
     run.latencies.sort_unstable();
+    run.by_kind.iter_mut().for_each(|v| v.sort_unstable());
     eprintln!(
         "{}: {} requests in {:.1}s, p50 {:.1} ms, hit rate {:.1}%",
         run.label,
@@ -574,6 +597,19 @@ async fn unloaded(
         medians.push((view, median(&mut first), median(&mut second)));
     }
     Ok(medians)
+}
+
+const HIT: usize = 0;
+const SQL_READ: usize = 1;
+const WRITE: usize = 2;
+
+/// Nearest-rank percentile of sorted microseconds, in milliseconds.
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    f64::from(sorted[rank.clamp(1, sorted.len()) - 1]) / 1000.0
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -646,11 +682,16 @@ fn report(o: &Options, runs: &[Run]) {
         ),
     ];
     println!(
-        "\n{} concurrent traders, {:?} measured after a {:?} warm-up, {:.0}% writes\n",
+        "\n{} concurrent traders, {:?} measured after a {:?} warm-up, {:.0}% writes, {}\n",
         o.users,
         o.duration,
         o.warmup,
-        o.write_ratio * 100.0
+        o.write_ratio * 100.0,
+        if o.think.is_zero() {
+            "no think time".to_string()
+        } else {
+            format!("{:?} think time", o.think)
+        }
     );
     print!("| |");
     for r in runs {
@@ -663,6 +704,39 @@ fn report(o: &Options, runs: &[Run]) {
     println!();
     for (name, values) in rows {
         println!("| {name} | {} |", values.join(" | "));
+    }
+
+    println!("\nBy kind of request: count, p50 / p95 / p99 (ms):\n");
+    print!("| kind |");
+    for r in runs {
+        print!(" {} |", r.label);
+    }
+    print!("\n|---|");
+    for _ in runs {
+        print!("---:|");
+    }
+    println!();
+    for (kind, name) in [
+        (HIT, "reads served from the cache"),
+        (SQL_READ, "reads that ran SQL"),
+        (WRITE, "writes"),
+    ] {
+        print!("| {name} |");
+        for r in runs {
+            let v = &r.by_kind[kind];
+            if v.is_empty() {
+                print!(" - |");
+            } else {
+                print!(
+                    " {}: {:.2} / {:.2} / {:.2} |",
+                    v.len(),
+                    percentile(v, 50.0),
+                    percentile(v, 95.0),
+                    percentile(v, 99.0)
+                );
+            }
+        }
+        println!();
     }
 
     println!("\nUnloaded, one request at a time (median over up to 20 traders, ms):\n");
@@ -710,8 +784,13 @@ fn chart(o: &Options, runs: &[Run]) -> Result<(), BoxError> {
     let mut chart = ChartBuilder::on(&root)
         .caption(
             format!(
-                "Trading endpoints, {} concurrent traders: latency distribution",
-                o.users
+                "Trading endpoints, {} concurrent traders, {}: latency distribution",
+                o.users,
+                if o.think.is_zero() {
+                    "back to back".to_string()
+                } else {
+                    format!("{:?} think time", o.think)
+                }
             ),
             ("sans-serif", 22),
         )
