@@ -74,6 +74,16 @@ impl From<redis::RedisError> for Error {
             || e.is_connection_refusal()
             || e.is_unrecoverable_error()
             || e.is_cluster_error()
+            || matches!(
+                e.kind(),
+                // A failover under way: a replica without its primary, a
+                // primary just demoted, a node loading its data.
+                redis::ErrorKind::Server(
+                    redis::ServerErrorKind::MasterDown
+                        | redis::ServerErrorKind::ReadOnly
+                        | redis::ServerErrorKind::BusyLoading
+                )
+            )
         {
             Error::Unavailable(e.to_string())
         } else {

@@ -6,6 +6,7 @@
 //! outlives its tests, and no test ever talks to a shared server.
 //!
 //! A test that needs Redis fails loudly when `redis-server` is missing.
+//! `cluster` starts a real local Redis Cluster the same way.
 #![allow(dead_code)]
 
 use std::future::Future;
@@ -15,6 +16,8 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{LazyLock, OnceLock};
 use std::time::{Duration, Instant};
+
+pub mod cluster;
 
 /// One tokio runtime for every test of a binary: the global cache's
 /// connection lives on it, so tests running side by side never see it torn
@@ -186,7 +189,8 @@ impl RedisServer {
         }
     }
 
-    fn is_running(&self) -> bool {
+    /// Whether the server process is alive.
+    pub fn is_running(&self) -> bool {
         Command::new("kill")
             .args(["-0", &self.pid.to_string()])
             .stderr(Stdio::null())
@@ -222,6 +226,17 @@ impl RedisServer {
         }
         cmd.query(&mut self.conn())
             .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    /// Runs a command on a plain connection, returning its error.
+    pub fn try_cmd<T: redis::FromRedisValue>(&self, args: &[&str]) -> redis::RedisResult<T> {
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        let mut conn =
+            redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(2))?;
+        cmd.query(&mut conn)
     }
 
     /// Kills the server (SIGKILL), as a crash would.

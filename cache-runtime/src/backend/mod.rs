@@ -20,10 +20,12 @@ use bytes::Bytes;
 
 use crate::error::Result;
 
+pub mod cluster;
 pub mod memory;
 pub mod redis;
 pub mod tiered;
 
+pub use cluster::ClusterBackend;
 pub use memory::MemoryBackend;
 pub use redis::RedisBackend;
 pub use tiered::TieredBackend;
@@ -109,7 +111,7 @@ pub type EventStream = tokio::sync::mpsc::UnboundedReceiver<Event>;
 /// A store of bytes with TTLs.
 ///
 /// Implementations: [`MemoryBackend`] (embedded), [`RedisBackend`] (one Redis
-/// server), `ClusterBackend` (Redis Cluster) and [`TieredBackend`] (an
+/// server), [`ClusterBackend`] (Redis Cluster) and [`TieredBackend`] (an
 /// in-process tier in front of another backend). All of them pass the same
 /// conformance suite.
 pub trait Backend: Send + Sync + fmt::Debug + 'static {
@@ -219,14 +221,23 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     }
 }
 
-/// The Redis Cluster backend for `urls`.
+/// The Redis Cluster backend for `urls`, behind the same timeout, retries
+/// and circuit breaker as one Redis.
 pub(crate) fn cluster_backend(
     urls: &[crate::config::RedisUrl],
-    _config: &crate::config::Config,
+    config: &crate::config::Config,
 ) -> Result<std::sync::Arc<dyn Backend>> {
-    Err(crate::error::Error::Config(format!(
-        "Redis Cluster ({} seed nodes) is not supported by this build yet",
-        urls.len()
+    let cluster = ClusterBackend::new(
+        urls,
+        config.tls_ca.as_deref(),
+        config.timeout,
+        config.connect_timeout,
+    )?;
+    Ok(std::sync::Arc::new(crate::resilience::Resilient::new(
+        cluster,
+        config.timeout,
+        config.retry,
+        config.breaker,
     )))
 }
 

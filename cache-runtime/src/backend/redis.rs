@@ -9,6 +9,11 @@
 //!
 //! Multi-key writes that must be atomic (a value and the sets that list it)
 //! run as Lua scripts; batches are pipelined.
+//!
+//! The commands on one key (and the scripts, the pattern scan, the event
+//! subscriber) are written once here, generic over the connection, and
+//! shared with the cluster backend (`backend::cluster`), where the `redis`
+//! crate routes each to its key's slot.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,9 +24,7 @@ use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script, ServerErrorKind};
 
-use super::{
-    Backend, BoxFuture, Event, EventStream, KeyTtl, Swap, Write, decode_event, encode_event,
-};
+use super::{Backend, BoxFuture, Event, EventStream, KeyTtl, Swap, Write, decode_event};
 use crate::codec::now_ms;
 use crate::config::RedisUrl;
 use crate::error::{Error, Result};
@@ -46,6 +49,21 @@ for i = 2, #KEYS do
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1",
+        )
+    });
+
+    /// One member set of a write, on its own (a cluster writes each set in
+    /// its own slot, before the value). KEYS: set. ARGV: member, ttl ms,
+    /// expiry score, now ms.
+    pub(crate) static ADD_MEMBER: LazyLock<Script> = LazyLock::new(|| {
+        Script::new(
+            r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
 return 1",
         )
     });
@@ -119,6 +137,174 @@ pub(crate) fn ttl_from_pttl(pttl: i64) -> KeyTtl {
     }
 }
 
+/// The commands of [`Backend`] that touch one key (or, for `MGET` and
+/// `UNLINK`, keys the `redis` crate splits per slot on a cluster), over any
+/// connection: the Redis backend's `ConnectionManager` or the cluster's
+/// `ClusterConnection`.
+pub(crate) mod ops {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use redis::aio::ConnectionLike;
+
+    use super::{cas_invocation, millis, scripts, ttl_from_pttl};
+    use crate::backend::{Event, KeyTtl, Swap, encode_event};
+    use crate::codec::now_ms;
+    use crate::error::Result;
+
+    pub(crate) async fn get<C: ConnectionLike>(conn: &mut C, key: &str) -> Result<Option<Bytes>> {
+        let value: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(conn).await?;
+        Ok(value.map(Bytes::from))
+    }
+
+    pub(crate) async fn get_with_ttl<C: ConnectionLike>(
+        conn: &mut C,
+        key: &str,
+    ) -> Result<Option<(Bytes, KeyTtl)>> {
+        let (value, pttl): (Option<Vec<u8>>, i64) = redis::pipe()
+            .cmd("GET")
+            .arg(key)
+            .cmd("PTTL")
+            .arg(key)
+            .query_async(conn)
+            .await?;
+        Ok(value.map(|v| (Bytes::from(v), ttl_from_pttl(pttl))))
+    }
+
+    pub(crate) async fn get_many<C: ConnectionLike>(
+        conn: &mut C,
+        keys: &[String],
+    ) -> Result<Vec<Option<Bytes>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(keys).query_async(conn).await?;
+        Ok(values.into_iter().map(|v| v.map(Bytes::from)).collect())
+    }
+
+    pub(crate) async fn set<C: ConnectionLike>(
+        conn: &mut C,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<()> {
+        Ok(redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("PX")
+            .arg(millis(ttl))
+            .query_async(conn)
+            .await?)
+    }
+
+    pub(crate) async fn set_nx<C: ConnectionLike>(
+        conn: &mut C,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool> {
+        let reply: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(ttl))
+            .query_async(conn)
+            .await?;
+        Ok(reply.is_some())
+    }
+
+    pub(crate) async fn compare_and_swap<C: ConnectionLike>(
+        conn: &mut C,
+        key: &str,
+        expected: &[u8],
+        swap: &Swap,
+    ) -> Result<bool> {
+        let swapped: i64 = cas_invocation(key, expected, swap)
+            .invoke_async(conn)
+            .await?;
+        Ok(swapped == 1)
+    }
+
+    pub(crate) async fn delete<C: ConnectionLike>(conn: &mut C, keys: &[String]) -> Result<u64> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        Ok(redis::cmd("UNLINK").arg(keys).query_async(conn).await?)
+    }
+
+    pub(crate) async fn exists<C: ConnectionLike>(conn: &mut C, key: &str) -> Result<bool> {
+        Ok(redis::cmd("EXISTS").arg(key).query_async(conn).await?)
+    }
+
+    pub(crate) async fn expire<C: ConnectionLike>(
+        conn: &mut C,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<bool> {
+        Ok(redis::cmd("PEXPIRE")
+            .arg(key)
+            .arg(millis(ttl))
+            .query_async(conn)
+            .await?)
+    }
+
+    pub(crate) async fn ttl<C: ConnectionLike>(conn: &mut C, key: &str) -> Result<KeyTtl> {
+        let pttl: i64 = redis::cmd("PTTL").arg(key).query_async(conn).await?;
+        Ok(ttl_from_pttl(pttl))
+    }
+
+    pub(crate) async fn incr<C: ConnectionLike>(
+        conn: &mut C,
+        key: &str,
+        by: i64,
+        ttl: Option<Duration>,
+    ) -> Result<i64> {
+        Ok(scripts::INCR
+            .key(key)
+            .arg(by)
+            .arg(ttl.map_or(0, millis))
+            .invoke_async(conn)
+            .await?)
+    }
+
+    pub(crate) async fn members<C: ConnectionLike>(conn: &mut C, set: &str) -> Result<Vec<String>> {
+        Ok(scripts::MEMBERS
+            .key(set)
+            .arg(now_ms())
+            .invoke_async(conn)
+            .await?)
+    }
+
+    pub(crate) async fn remove_members<C: ConnectionLike>(
+        conn: &mut C,
+        set: &str,
+        members: &[String],
+    ) -> Result<()> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        Ok(redis::cmd("ZREM")
+            .arg(set)
+            .arg(members)
+            .query_async(conn)
+            .await?)
+    }
+
+    pub(crate) async fn publish<C: ConnectionLike>(
+        conn: &mut C,
+        channel: &str,
+        sender: u64,
+        event: &Event,
+    ) -> Result<()> {
+        Ok(redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(encode_event(sender, event))
+            .query_async(conn)
+            .await?)
+    }
+}
+
 /// Builds a client for `url`, with a CA file for TLS if given.
 pub(crate) fn client(url: &RedisUrl, tls_ca: Option<&std::path::Path>) -> Result<Client> {
     url.validate()?;
@@ -149,7 +335,7 @@ pub(crate) fn client(url: &RedisUrl, tls_ca: Option<&std::path::Path>) -> Result
 }
 
 #[cfg(feature = "tls")]
-fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     // rustls needs a process-wide provider when more than one could be
     // compiled in; ignore the error when one is already installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -277,19 +463,6 @@ impl RedisBackend {
         Ok(guard.value.clone())
     }
 
-    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
-        let mut conn = self.conn()?;
-        Ok(cmd.query_async(&mut conn).await?)
-    }
-
-    async fn invoke<T: redis::FromRedisValue>(
-        &self,
-        invocation: &redis::ScriptInvocation<'_>,
-    ) -> Result<T> {
-        let mut conn = self.conn()?;
-        Ok(invocation.invoke_async(&mut conn).await?)
-    }
-
     /// Runs a pipeline, loading scripts once if the server lost them.
     async fn pipeline(&self, pipe: &redis::Pipeline, scripts: &[&Script]) -> Result<()> {
         let mut conn = self.conn()?;
@@ -308,15 +481,10 @@ impl RedisBackend {
 /// Adds the commands of one [`Write`] to a pipeline, atomically when it has
 /// member sets.
 pub(crate) fn add_write(pipe: &mut redis::Pipeline, w: &Write) {
-    let ttl = millis(w.ttl);
     if w.member_of.is_empty() {
-        pipe.cmd("SET")
-            .arg(&w.key)
-            .arg(w.value.as_ref())
-            .arg("PX")
-            .arg(ttl)
-            .ignore();
+        add_set(pipe, w);
     } else {
+        let ttl = millis(w.ttl);
         let script = &*scripts::WRITE_WITH_SETS;
         let now = now_ms();
         let cmd = pipe
@@ -335,11 +503,27 @@ pub(crate) fn add_write(pipe: &mut redis::Pipeline, w: &Write) {
     }
 }
 
-/// Subscribes to `channel` on `client`, forwarding events until the receiver
-/// is dropped; reconnects with backoff, announcing each (re)subscription with
-/// [`Event::Resync`]. Messages sent by `own` are skipped.
+/// Adds the value of one [`Write`] to a pipeline, without its member sets.
+pub(crate) fn add_set(pipe: &mut redis::Pipeline, w: &Write) {
+    pipe.cmd("SET")
+        .arg(&w.key)
+        .arg(w.value.as_ref())
+        .arg("PX")
+        .arg(millis(w.ttl))
+        .ignore();
+}
+
+/// Where an event subscriber may connect, asked before each attempt: the
+/// one server of a Redis backend, the live nodes of a cluster.
+pub(crate) type Candidates = Arc<dyn Fn() -> BoxFuture<'static, Vec<Client>> + Send + Sync>;
+
+/// Subscribes to `channel` on one of `candidates`, forwarding events until
+/// the receiver is dropped; when the subscription cannot be made or is lost,
+/// moves on to the next candidate, with backoff, announcing each
+/// (re)subscription with [`Event::Resync`]. Messages sent by `own` are
+/// skipped.
 pub(crate) fn spawn_subscriber(
-    client: Client,
+    candidates: Candidates,
     channel: String,
     own: u64,
     connect_timeout: Duration,
@@ -348,7 +532,19 @@ pub(crate) fn spawn_subscriber(
     tokio::spawn(async move {
         use futures_util::StreamExt;
         let mut backoff = Duration::from_millis(50);
+        let mut attempt = 0usize;
         while !tx.is_closed() {
+            let clients = candidates().await;
+            let Some(client) = clients.get(attempt % clients.len().max(1)).cloned() else {
+                tracing::debug!(channel, "no node to subscribe to cachekit events yet");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = tx.closed() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            };
+            let node = client.get_connection_info().addr().to_string();
             let connected = tokio::time::timeout(connect_timeout, async {
                 let mut pubsub = client.get_async_pubsub().await?;
                 pubsub.subscribe(&channel).await?;
@@ -358,7 +554,7 @@ pub(crate) fn spawn_subscriber(
             match connected {
                 Ok(Ok(mut pubsub)) => {
                     backoff = Duration::from_millis(50);
-                    tracing::debug!(channel, "subscribed to cachekit events");
+                    tracing::debug!(channel, node, "subscribed to cachekit events");
                     if tx.send(Event::Resync).is_err() {
                         return;
                     }
@@ -381,12 +577,22 @@ pub(crate) fn spawn_subscriber(
                             () = tx.closed() => return,
                         }
                     }
-                    tracing::debug!(channel, "cachekit event subscription lost; resubscribing");
+                    // Lost: the next attempt goes to the next candidate.
+                    attempt = attempt.wrapping_add(1);
+                    tracing::debug!(
+                        channel,
+                        node,
+                        "cachekit event subscription lost; resubscribing"
+                    );
                 }
                 Ok(Err(e)) => {
-                    tracing::debug!(channel, error = %e, "cannot subscribe to cachekit events yet")
+                    attempt = attempt.wrapping_add(1);
+                    tracing::debug!(channel, node, error = %e, "cannot subscribe to cachekit events yet");
                 }
-                Err(_) => tracing::debug!(channel, "subscribing to cachekit events timed out"),
+                Err(_) => {
+                    attempt = attempt.wrapping_add(1);
+                    tracing::debug!(channel, node, "subscribing to cachekit events timed out");
+                }
             }
             tokio::select! {
                 () = tokio::time::sleep(backoff) => {}
@@ -404,35 +610,15 @@ impl Backend for RedisBackend {
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
-        Box::pin(async move {
-            let mut conn = self.conn()?;
-            let value: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(&mut conn).await?;
-            Ok(value.map(Bytes::from))
-        })
+        Box::pin(async move { ops::get(&mut self.conn()?, key).await })
     }
 
     fn get_with_ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<(Bytes, KeyTtl)>>> {
-        Box::pin(async move {
-            let mut conn = self.conn()?;
-            let (value, pttl): (Option<Vec<u8>>, i64) = redis::pipe()
-                .cmd("GET")
-                .arg(key)
-                .cmd("PTTL")
-                .arg(key)
-                .query_async(&mut conn)
-                .await?;
-            Ok(value.map(|v| (Bytes::from(v), ttl_from_pttl(pttl))))
-        })
+        Box::pin(async move { ops::get_with_ttl(&mut self.conn()?, key).await })
     }
 
     fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Bytes>>>> {
-        Box::pin(async move {
-            if keys.is_empty() {
-                return Ok(Vec::new());
-            }
-            let values: Vec<Option<Vec<u8>>> = self.query(redis::cmd("MGET").arg(keys)).await?;
-            Ok(values.into_iter().map(|v| v.map(Bytes::from)).collect())
-        })
+        Box::pin(async move { ops::get_many(&mut self.conn()?, keys).await })
     }
 
     fn write<'a>(&'a self, writes: &'a [Write]) -> BoxFuture<'a, Result<()>> {
@@ -440,14 +626,7 @@ impl Backend for RedisBackend {
             match writes {
                 [] => Ok(()),
                 [w] if w.member_of.is_empty() => {
-                    self.query(
-                        redis::cmd("SET")
-                            .arg(&w.key)
-                            .arg(w.value.as_ref())
-                            .arg("PX")
-                            .arg(millis(w.ttl)),
-                    )
-                    .await
+                    ops::set(&mut self.conn()?, &w.key, &w.value, w.ttl).await
                 }
                 _ => {
                     let mut pipe = redis::pipe();
@@ -466,19 +645,7 @@ impl Backend for RedisBackend {
         value: Bytes,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move {
-            let reply: Option<String> = self
-                .query(
-                    redis::cmd("SET")
-                        .arg(key)
-                        .arg(value.as_ref())
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(millis(ttl)),
-                )
-                .await?;
-            Ok(reply.is_some())
-        })
+        Box::pin(async move { ops::set_nx(&mut self.conn()?, key, &value, ttl).await })
     }
 
     fn compare_and_swap<'a>(
@@ -487,38 +654,25 @@ impl Backend for RedisBackend {
         expected: &'a [u8],
         swap: Swap,
     ) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move {
-            let swapped: i64 = self.invoke(&cas_invocation(key, expected, &swap)).await?;
-            Ok(swapped == 1)
-        })
+        Box::pin(
+            async move { ops::compare_and_swap(&mut self.conn()?, key, expected, &swap).await },
+        )
     }
 
     fn delete<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<u64>> {
-        Box::pin(async move {
-            if keys.is_empty() {
-                return Ok(0);
-            }
-            self.query(redis::cmd("UNLINK").arg(keys)).await
-        })
+        Box::pin(async move { ops::delete(&mut self.conn()?, keys).await })
     }
 
     fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move { self.query(redis::cmd("EXISTS").arg(key)).await })
+        Box::pin(async move { ops::exists(&mut self.conn()?, key).await })
     }
 
     fn expire<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move {
-            self.query(redis::cmd("PEXPIRE").arg(key).arg(millis(ttl)))
-                .await
-        })
+        Box::pin(async move { ops::expire(&mut self.conn()?, key, ttl).await })
     }
 
     fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<KeyTtl>> {
-        Box::pin(async move {
-            Ok(ttl_from_pttl(
-                self.query(redis::cmd("PTTL").arg(key)).await?,
-            ))
-        })
+        Box::pin(async move { ops::ttl(&mut self.conn()?, key).await })
     }
 
     fn incr<'a>(
@@ -527,14 +681,11 @@ impl Backend for RedisBackend {
         by: i64,
         ttl: Option<Duration>,
     ) -> BoxFuture<'a, Result<i64>> {
-        Box::pin(async move {
-            self.invoke(scripts::INCR.key(key).arg(by).arg(ttl.map_or(0, millis)))
-                .await
-        })
+        Box::pin(async move { ops::incr(&mut self.conn()?, key, by, ttl).await })
     }
 
     fn members<'a>(&'a self, set: &'a str) -> BoxFuture<'a, Result<Vec<String>>> {
-        Box::pin(async move { self.invoke(scripts::MEMBERS.key(set).arg(now_ms())).await })
+        Box::pin(async move { ops::members(&mut self.conn()?, set).await })
     }
 
     fn remove_members<'a>(
@@ -542,12 +693,7 @@ impl Backend for RedisBackend {
         set: &'a str,
         members: &'a [String],
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            if members.is_empty() {
-                return Ok(());
-            }
-            self.query(redis::cmd("ZREM").arg(set).arg(members)).await
-        })
+        Box::pin(async move { ops::remove_members(&mut self.conn()?, set, members).await })
     }
 
     fn delete_matching<'a>(&'a self, pattern: &'a str) -> BoxFuture<'a, Result<u64>> {
@@ -558,19 +704,16 @@ impl Backend for RedisBackend {
     }
 
     fn publish<'a>(&'a self, channel: &'a str, event: &'a Event) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            self.query(
-                redis::cmd("PUBLISH")
-                    .arg(channel)
-                    .arg(encode_event(self.sender, event)),
-            )
-            .await
-        })
+        Box::pin(async move { ops::publish(&mut self.conn()?, channel, self.sender, event).await })
     }
 
     fn subscribe(&self, channel: &str) -> Option<EventStream> {
+        let client = self.client.clone();
         Some(spawn_subscriber(
-            self.client.clone(),
+            Arc::new(move || {
+                let client = client.clone();
+                Box::pin(async move { vec![client] })
+            }),
             channel.to_owned(),
             self.sender,
             self.tuning.connect_timeout,
@@ -578,7 +721,7 @@ impl Backend for RedisBackend {
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async move { self.query(&redis::cmd("PING")).await })
+        Box::pin(async move { Ok(redis::cmd("PING").query_async(&mut self.conn()?).await?) })
     }
 }
 

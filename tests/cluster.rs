@@ -1,0 +1,310 @@
+//! The behaviour suites on a real local Redis Cluster (3 primaries, 3
+//! replicas, started by the harness), and what only a cluster has: keys
+//! spread over every slot and primary, pattern invalidation and `clear()`
+//! reaching all of them, multi-slot batches, events between nodes.
+//!
+//! Failover has a cluster of its own, in `tests/cluster_failover.rs`.
+
+mod common;
+mod suite;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use cachekit::backend::{Backend, ClusterBackend, Event};
+use cachekit::{Cache, RedisUrl, cached};
+use common::cluster::{RedisCluster, shared_cluster};
+use common::{run, unique};
+
+fn ctx() -> suite::Ctx {
+    suite::Ctx {
+        name: "cluster",
+        config: || cachekit::Config::cluster(&shared_cluster().urls()),
+        shared: true,
+    }
+}
+
+all_tests!(ctx());
+
+/// The slot of a key, as Redis Cluster computes it (CRC16-XMODEM of the
+/// key, or of its hash tag, modulo 16384).
+fn slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let hashed = bytes
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let close = bytes[open + 1..].iter().position(|&b| b == b'}')?;
+            (close > 0).then(|| &bytes[open + 1..open + 1 + close])
+        })
+        .unwrap_or(bytes);
+    let mut crc: u16 = 0;
+    for &b in hashed {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}
+
+/// One id per slot: the first `i` for which `key(i)` falls in each of the
+/// 16384 slots.
+fn one_id_per_slot(key: impl Fn(u64) -> String) -> Vec<u64> {
+    let mut ids = vec![None; 16384];
+    let mut left = ids.len();
+    let mut i = 0u64;
+    while left > 0 {
+        let s = usize::from(slot(&key(i)));
+        if ids[s].is_none() {
+            ids[s] = Some(i);
+            left -= 1;
+        }
+        i += 1;
+    }
+    ids.into_iter().map(|id| id.expect("filled")).collect()
+}
+
+/// Keys matching `pattern` on each healthy primary, by port.
+fn per_primary(cluster: &RedisCluster, pattern: &str) -> HashMap<u16, usize> {
+    cluster
+        .primaries()
+        .into_iter()
+        .map(|n| (n.port, cluster.scan_node(n.port, pattern).len()))
+        .collect()
+}
+
+#[test]
+fn slots_are_computed_as_the_cluster_does() {
+    let cluster = shared_cluster();
+    for key in [
+        "",
+        "a",
+        "user:7",
+        "spread:x:123",
+        "{user:7}:cart",
+        "a{}b",
+        "é:ü",
+    ] {
+        assert_eq!(slot(key), cluster.slot_of(key), "slot of {key:?}");
+    }
+}
+
+#[cached(ttl = 120, key = "spread:{run}:{id}")]
+async fn spread(run: &str, id: u64) -> u64 {
+    id * 7
+}
+
+#[test]
+fn pattern_invalidation_removes_matching_keys_from_every_primary() {
+    run(async {
+        ctx().ready().await;
+        let cluster = shared_cluster();
+        let run_id = unique("pat");
+        let other = unique("keep");
+        let ids = one_id_per_slot(|i| format!("spread:{run_id}:{i}"));
+        // Every slot gets a key, so every primary holds its share.
+        for chunk in ids.chunks(512) {
+            let calls: Vec<_> = chunk
+                .iter()
+                .map(|&id| {
+                    let run_id = run_id.clone();
+                    tokio::spawn(async move { assert_eq!(spread(&run_id, id).await, id * 7) })
+                })
+                .collect();
+            for call in calls {
+                call.await.unwrap();
+            }
+        }
+        for id in 0..300 {
+            spread(&other, id).await;
+        }
+        let pattern = format!("spread:{run_id}:*");
+        let before = per_primary(cluster, &pattern);
+        common::note(format!("keys per primary before: {before:?}"));
+        assert_eq!(before.len(), 3, "three primaries: {before:?}");
+        assert_eq!(before.values().sum::<usize>(), 16384);
+        // Each primary serves a third of the slots, so holds a third of the keys.
+        assert!(before.values().all(|&n| n > 5000), "{before:?}");
+        let kept_before = per_primary(cluster, &format!("spread:{other}:*"));
+        assert_eq!(kept_before.values().sum::<usize>(), 300);
+
+        let deleted = cachekit::invalidate(&pattern).await.unwrap();
+        assert_eq!(deleted, 16384, "every key, on every primary");
+        let after = per_primary(cluster, &pattern);
+        assert!(after.values().all(|&n| n == 0), "left behind: {after:?}");
+        assert_eq!(
+            per_primary(cluster, &format!("spread:{other}:*")),
+            kept_before,
+            "keys outside the pattern stay where they were"
+        );
+        // Recomputed, and cached again.
+        assert_eq!(spread(&run_id, ids[0]).await, ids[0] * 7);
+        let key = format!("spread:{run_id}:{}", ids[0]);
+        let owner = cluster.primary_port_of_slot(slot(&key));
+        assert_eq!(cluster.scan_node(owner, &key), vec![key]);
+    });
+}
+
+#[test]
+fn clear_empties_its_namespace_on_every_primary() {
+    run(async {
+        ctx().ready().await;
+        let cluster = shared_cluster();
+        let base = unique("clrc");
+        let ns: &'static str = Box::leak(base.clone().into_boxed_str());
+        let longer: &'static str = Box::leak(format!("{base}up").into_boxed_str());
+        let cache = Cache::new(ns, Duration::from_secs(120));
+        let neighbour = Cache::new(longer, Duration::from_secs(120));
+        let items: Vec<(String, u64)> = (0..3000).map(|i| (format!("k{i}"), i)).collect();
+        for chunk in items.chunks(500) {
+            cache.set_many(chunk).await.unwrap();
+            neighbour.set_many(chunk).await.unwrap();
+        }
+        for i in 0..50 {
+            cache
+                .set_indexed(&format!("s{i}"), &i, &[("user", "ada"), ("org", "acme")])
+                .await
+                .unwrap();
+        }
+        cachekit::invalidate_namespace(ns).await.unwrap();
+        for i in 0..100 {
+            cache.set(&format!("new{i}"), &i).await.unwrap();
+        }
+        let before = per_primary(cluster, &format!("{ns}[:#]*"));
+        common::note(format!(
+            "namespace keys per primary before clear: {before:?}"
+        ));
+        assert!(before.values().all(|&n| n > 500), "spread: {before:?}");
+        let neighbour_before = per_primary(cluster, &format!("{longer}:*"));
+
+        let deleted = cache.clear().await.unwrap();
+        // 3000 + 50 values, 2 indexes, the 100 of the next generation; the
+        // generation counter is not an entry and survives.
+        assert_eq!(deleted, 3000 + 50 + 2 + 100);
+        let after = per_primary(cluster, &format!("{ns}[:#]*"));
+        let left: usize = after.values().sum();
+        assert_eq!(left, 1, "only the generation counter is left: {after:?}");
+        assert_eq!(
+            per_primary(cluster, &format!("{longer}:*")),
+            neighbour_before
+        );
+        assert_eq!(neighbour.get::<u64>("k2999").await.unwrap(), Some(2999));
+        assert!(cache.keys_by_index("user", "ada").await.unwrap().is_empty());
+    });
+}
+
+#[test]
+fn batches_and_indexes_span_slots() {
+    run(async {
+        ctx().ready().await;
+        let cluster = shared_cluster();
+        let ns: &'static str = Box::leak(unique("batch").into_boxed_str());
+        let cache = Cache::new(ns, Duration::from_secs(120));
+        let keys: Vec<String> = (0..1000).map(|i| format!("k{i}")).collect();
+        let slots: HashSet<u16> = keys.iter().map(|k| slot(&format!("{ns}:{k}"))).collect();
+        assert!(slots.len() > 900, "the batch spans many slots");
+        let items: Vec<(&String, usize)> = keys.iter().zip(0..).collect();
+        cache.set_many(&items).await.unwrap();
+        let mut asked: Vec<String> = keys.iter().rev().cloned().collect();
+        asked.insert(10, "absent".into());
+        let got = cache.get_many::<usize, _>(&asked).await.unwrap();
+        assert_eq!(got[10], None);
+        for (k, v) in asked.iter().zip(&got) {
+            if k != "absent" {
+                let i: usize = k[1..].parse().unwrap();
+                assert_eq!(*v, Some(i), "in the order asked");
+            }
+        }
+        // An index and its entries live in different slots.
+        for i in 0..40 {
+            cache
+                .set_indexed(&format!("s{i}"), &i, &[("user", "ada")])
+                .await
+                .unwrap();
+        }
+        let mut listed = cache.keys_by_index("user", "ada").await.unwrap();
+        listed.sort();
+        assert_eq!(listed.len(), 40);
+        assert!(cache.delete("s3").await.unwrap());
+        assert_eq!(cache.keys_by_index("user", "ada").await.unwrap().len(), 39);
+        let owners: HashSet<u16> = (0..40)
+            .map(|i| cluster.primary_port_of_slot(slot(&format!("{ns}:s{i}"))))
+            .collect();
+        assert_eq!(owners.len(), 3, "indexed entries on every primary");
+    });
+}
+
+#[cached(ttl = 120, key = "tagged:{run}:{id}", tags = ["run:{run}"])]
+async fn tagged(run: &str, id: u64) -> u64 {
+    suite::bump(run);
+    id + 1
+}
+
+#[test]
+fn tags_reach_entries_on_every_primary() {
+    run(async {
+        ctx().ready().await;
+        let cluster = shared_cluster();
+        let run_id = unique("tag");
+        for id in 0..200 {
+            assert_eq!(tagged(&run_id, id).await, id + 1);
+        }
+        let before = per_primary(cluster, &format!("tagged:{run_id}:*"));
+        assert!(before.values().all(|&n| n > 30), "{before:?}");
+        assert_eq!(
+            cachekit::invalidate_tag(&format!("run:{run_id}"))
+                .await
+                .unwrap(),
+            200
+        );
+        let after = per_primary(cluster, &format!("tagged:{run_id}:*"));
+        assert!(after.values().all(|&n| n == 0), "{after:?}");
+        tagged(&run_id, 0).await;
+        assert_eq!(suite::count(&run_id), 201);
+    });
+}
+
+#[test]
+fn events_published_on_one_node_reach_a_subscriber_on_another() {
+    run(async {
+        let urls: Vec<RedisUrl> = shared_cluster()
+            .urls()
+            .iter()
+            .map(|u| RedisUrl::new(u))
+            .collect();
+        let timeout = Duration::from_secs(2);
+        let listener = ClusterBackend::new(&urls, None, timeout, timeout).unwrap();
+        // Seeded with the last node only: its subscription and its
+        // publications take other paths than the listener's.
+        let talker = ClusterBackend::new(&urls[5..], None, timeout, timeout).unwrap();
+        let channel = unique("#events-");
+        let mut events = listener.subscribe(&channel).unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(10), events.recv()).await;
+        assert_eq!(first.unwrap(), Some(Event::Resync), "subscribed");
+        let event = Event::Keys(vec!["a:1".into()]);
+        // Published until heard: the subscription is live, but a message
+        // sent before it was made is lost by design.
+        let heard = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                talker.publish(&channel, &event).await.unwrap();
+                if let Ok(Some(got)) =
+                    tokio::time::timeout(Duration::from_millis(200), events.recv()).await
+                {
+                    return got;
+                }
+            }
+        })
+        .await
+        .expect("an event published through another node arrives");
+        assert_eq!(heard, event);
+        // Its own messages are not echoed back.
+        listener.publish(&channel, &event).await.unwrap();
+        let echo = tokio::time::timeout(Duration::from_millis(300), events.recv()).await;
+        assert!(echo.is_err(), "own message echoed: {echo:?}");
+    });
+}
