@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use cachekit::backend::{Backend, ClusterBackend, Event};
 use cachekit::{Cache, RedisUrl, cached};
-use common::cluster::{RedisCluster, shared_cluster};
+use common::cluster::{RedisCluster, key_slot as slot, one_id_per_slot, shared_cluster};
 use common::{run, unique};
 
 fn ctx() -> suite::Ctx {
@@ -25,49 +25,6 @@ fn ctx() -> suite::Ctx {
 }
 
 all_tests!(ctx());
-
-/// The slot of a key, as Redis Cluster computes it (CRC16-XMODEM of the
-/// key, or of its hash tag, modulo 16384).
-fn slot(key: &str) -> u16 {
-    let bytes = key.as_bytes();
-    let hashed = bytes
-        .iter()
-        .position(|&b| b == b'{')
-        .and_then(|open| {
-            let close = bytes[open + 1..].iter().position(|&b| b == b'}')?;
-            (close > 0).then(|| &bytes[open + 1..open + 1 + close])
-        })
-        .unwrap_or(bytes);
-    let mut crc: u16 = 0;
-    for &b in hashed {
-        crc ^= u16::from(b) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc % 16384
-}
-
-/// One id per slot: the first `i` for which `key(i)` falls in each of the
-/// 16384 slots.
-fn one_id_per_slot(key: impl Fn(u64) -> String) -> Vec<u64> {
-    let mut ids = vec![None; 16384];
-    let mut left = ids.len();
-    let mut i = 0u64;
-    while left > 0 {
-        let s = usize::from(slot(&key(i)));
-        if ids[s].is_none() {
-            ids[s] = Some(i);
-            left -= 1;
-        }
-        i += 1;
-    }
-    ids.into_iter().map(|id| id.expect("filled")).collect()
-}
 
 /// Keys matching `pattern` on each healthy primary, by port.
 fn per_primary(cluster: &RedisCluster, pattern: &str) -> HashMap<u16, usize> {

@@ -61,9 +61,43 @@ impl RedisCluster {
     /// node takes to be declared failed, and so how quick a failover is).
     pub fn start_with_node_timeout(node_timeout: Duration) -> RedisCluster {
         redis_server_binary();
-        let cli = redis_cli_binary();
+        redis_cli_binary();
         let started = Instant::now();
-        let nodes: Vec<RedisServer> = (0..6).map(|_| start_node(node_timeout)).collect();
+        let nodes = (0..6)
+            .map(|_| {
+                let mut last_error = String::new();
+                for _ in 0..5 {
+                    match start_node(cluster_ports(1)[0], node_timeout) {
+                        Ok(node) => return node,
+                        Err(e) => last_error = e,
+                    }
+                }
+                panic!("could not start a cluster node: {last_error}")
+            })
+            .collect();
+        Self::join(nodes, node_timeout, started)
+    }
+
+    /// A cluster on these six ports (from [`cluster_ports`]).
+    pub fn start_on(ports: &[u16], node_timeout: Duration) -> RedisCluster {
+        assert_eq!(ports.len(), 6, "3 primaries and 3 replicas");
+        redis_server_binary();
+        redis_cli_binary();
+        let started = Instant::now();
+        let nodes = ports
+            .iter()
+            .map(|&port| {
+                start_node(port, node_timeout).unwrap_or_else(|e| {
+                    panic!("could not start a cluster node on port {port}: {e}")
+                })
+            })
+            .collect();
+        Self::join(nodes, node_timeout, started)
+    }
+
+    /// Joins six fresh nodes into a cluster and waits until it is healthy.
+    fn join(nodes: Vec<RedisServer>, node_timeout: Duration, started: Instant) -> RedisCluster {
+        let cli = redis_cli_binary();
         let addresses: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
@@ -162,6 +196,18 @@ impl RedisCluster {
         panic!("slot {slot} is not served")
     }
 
+    /// The slot ranges the primary on `port` serves, as seen by the first
+    /// live node.
+    pub fn slots_of(&self, port: u16) -> Vec<std::ops::RangeInclusive<u16>> {
+        let seen_by = self.live().next().expect("a live node").port;
+        let ranges: redis::Value = self.node(seen_by).cmd(&["CLUSTER", "SLOTS"]);
+        slot_ranges(&ranges)
+            .into_iter()
+            .filter(|&(_, _, primary)| primary == port)
+            .map(|(start, end, _)| start..=end)
+            .collect()
+    }
+
     /// Number of keys on each healthy primary, by port (`DBSIZE`).
     pub fn keys_per_primary(&self) -> HashMap<u16, i64> {
         self.primaries()
@@ -255,41 +301,44 @@ impl RedisCluster {
     }
 }
 
-fn start_node(node_timeout: Duration) -> RedisServer {
-    let mut last_error = String::new();
-    for _ in 0..10 {
+/// `n` free ports whose cluster bus ports (port + 10000) are free too.
+pub fn cluster_ports(n: usize) -> Vec<u16> {
+    let mut ports = Vec::new();
+    while ports.len() < n {
         let port = free_port();
-        // The cluster bus listens on port + 10000.
-        if port > 55_535 || std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_err() {
-            continue;
-        }
-        let config_file = format!(
-            "nodes-{}-{port}-{}.conf",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-        );
-        let timeout = node_timeout.as_millis().to_string();
-        let extra = [
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            &config_file,
-            "--cluster-node-timeout",
-            &timeout,
-            // Replicas sync at once (the default waits 5 s for more of them).
-            "--repl-diskless-sync-delay",
-            "0",
-        ];
-        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        match RedisServer::spawn(port, &extra) {
-            Ok(server) => return server,
-            Err(e) => last_error = e,
+        if port <= 55_535
+            && !ports.contains(&port)
+            && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()
+        {
+            ports.push(port);
         }
     }
-    panic!("could not start a cluster node: {last_error}");
+    ports
+}
+
+fn start_node(port: u16, node_timeout: Duration) -> Result<RedisServer, String> {
+    let config_file = format!(
+        "nodes-{}-{port}-{}.conf",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let timeout = node_timeout.as_millis().to_string();
+    let extra = [
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        &config_file,
+        "--cluster-node-timeout",
+        &timeout,
+        // Replicas sync at once (the default waits 5 s for more of them).
+        "--repl-diskless-sync-delay",
+        "0",
+    ];
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    RedisServer::spawn(port, &extra)
 }
 
 /// Parses `CLUSTER NODES`.
@@ -351,6 +400,49 @@ fn slot_ranges(value: &redis::Value) -> Vec<(u16, u16, u16)> {
             ))
         })
         .collect()
+}
+
+/// The slot of a key, as Redis Cluster computes it (CRC16-XMODEM of the
+/// key, or of its hash tag, modulo 16384).
+pub fn key_slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let hashed = bytes
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let close = bytes[open + 1..].iter().position(|&b| b == b'}')?;
+            (close > 0).then(|| &bytes[open + 1..open + 1 + close])
+        })
+        .unwrap_or(bytes);
+    let mut crc: u16 = 0;
+    for &b in hashed {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}
+
+/// One id per slot: the first `i` for which `key(i)` falls in each of the
+/// 16384 slots.
+pub fn one_id_per_slot(key: impl Fn(u64) -> String) -> Vec<u64> {
+    let mut ids = vec![None; 16384];
+    let mut left = ids.len();
+    let mut i = 0u64;
+    while left > 0 {
+        let s = usize::from(key_slot(&key(i)));
+        if ids[s].is_none() {
+            ids[s] = Some(i);
+            left -= 1;
+        }
+        i += 1;
+    }
+    ids.into_iter().map(|id| id.expect("filled")).collect()
 }
 
 /// The cluster shared by the tests of one binary (they use distinct keys).

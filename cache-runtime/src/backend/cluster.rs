@@ -26,7 +26,7 @@
 //! | `write` of an entry with tags or indexes | the value and one sorted set per tag or index, in different slots | each set first (a script on the set's own slot), then the value |
 //! | `get_many`, `delete` (also of a tag's entries) | many | `MGET`/`UNLINK` split per slot by the `redis` crate, sent in parallel, reassembled in order |
 //! | `delete_matching` (pattern invalidation, `Cache::clear`) | a glob | `SCAN` on every primary of the client's slot map, each batch `UNLINK`ed per slot |
-//! | `publish`, `subscribe` | a channel | `PUBLISH` reaches every node over the cluster bus; the subscriber listens on one node and moves to another when it dies ([`Event::Resync`]) |
+//! | `publish`, `subscribe` | a channel | `PUBLISH` to any node reaches every node over the cluster bus; the subscriber listens on one node and moves to another when it dies ([`Event::Resync`]) |
 //!
 //! What this costs: an entry with tags or indexes is written in as many
 //! round trips as it has sets plus one (concurrent for the sets), and is
@@ -47,6 +47,17 @@
 //! keys with one tag live in one slot on one primary: one request for their
 //! `get_many`, but a hot slot that no resharding can split.
 //!
+//! # A connection that stops answering
+//!
+//! The `redis` crate's cluster connection (1.8, and 2.0-rc) can wedge for
+//! good when a node dies under concurrent load: its slot refresh waits for
+//! a lock that an in-flight request was granted but is never polled again
+//! while the refresh runs, so every later request waits until it times out.
+//! The backend watches for that signature (requests sent, no reply of any
+//! kind, not even an error, for twice the operation timeout) and replaces
+//! the connection with a fresh one from the seed nodes. A cluster that is
+//! merely slow or down costs a reconnection per such window, nothing more.
+//!
 //! Replication to the replicas is asynchronous: a write acknowledged by a
 //! primary that dies before passing it on is lost in the failover. For a
 //! cache that means a miss (an entry recomputed), or an invalidation undone
@@ -55,6 +66,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -68,7 +80,7 @@ use redis::{Client, Cmd, RedisFuture, Value};
 
 use super::redis::{Candidates, spawn_subscriber};
 use super::redis::{OnRuntime, Tuning, add_set, client, millis, ops, scan_delete, scripts};
-use super::{Backend, BoxFuture, Event, EventStream, KeyTtl, Swap, Write};
+use super::{Backend, BoxFuture, Event, EventStream, KeyTtl, Swap, Write, encode_event};
 use crate::codec::now_ms;
 use crate::config::RedisUrl;
 use crate::error::{Error, Result};
@@ -76,6 +88,11 @@ use crate::error::{Error, Result};
 /// Retries of one request inside the cluster client (redirections,
 /// reconnections, `TRYAGAIN`), all within the operation's timeout.
 const CLIENT_RETRIES: u32 = 6;
+
+/// Requests in a row that got no reply (timed out, or abandoned by the
+/// caller's timeout) before the connection may be judged wedged (see the
+/// module docs).
+const WEDGE_TIMEOUTS: u32 = 3;
 
 /// A Redis Cluster.
 pub struct ClusterBackend {
@@ -90,6 +107,19 @@ struct Shared {
     client: ClusterClient,
     tuning: Tuning,
     conn: RwLock<OnRuntime<ClusterConnection>>,
+    watch: Watch,
+}
+
+/// What the wedge detection watches: replies, and requests without one.
+#[derive(Debug, Default)]
+struct Watch {
+    /// `now_ms()` of the last reply (a value or an error: anything but a
+    /// timeout), or of the last replacement.
+    last_reply: AtomicU64,
+    /// Requests since then that got no reply.
+    timeouts: AtomicU32,
+    /// `now_ms()` of the last replacement.
+    replaced_at: AtomicU64,
 }
 
 impl fmt::Debug for ClusterBackend {
@@ -151,6 +181,11 @@ impl ClusterBackend {
                 client,
                 tuning,
                 conn,
+                watch: Watch {
+                    last_reply: AtomicU64::new(now_ms()),
+                    timeouts: AtomicU32::new(0),
+                    replaced_at: AtomicU64::new(0),
+                },
             }),
             sender: fastrand::u64(..),
         })
@@ -169,13 +204,37 @@ impl ClusterBackend {
         &self.shared.seeds
     }
 
-    fn conn(&self) -> ClusterConnection {
-        self.shared.conn()
+    /// Runs `request` on the shared connection, watching for a reply.
+    fn call<'a, T, F, Fut>(
+        &'a self,
+        request: F,
+    ) -> impl std::future::Future<Output = Result<T>> + 'a
+    where
+        T: 'a,
+        F: FnOnce(ClusterConnection) -> Fut + 'a,
+        Fut: std::future::Future<Output = Result<T>> + 'a,
+    {
+        self.shared.call(request)
     }
 
-    /// The primaries of the client's slot map, as `(host, port)`.
-    async fn primaries(&self) -> Result<Vec<(String, u16)>> {
-        nodes(&mut self.conn(), MultipleNodeRoutingInfo::AllMasters).await
+    /// Runs a request that needs every node of the client's slot map (a
+    /// fan-out). If one of them cannot be reached, the map may be stale:
+    /// after a failover the client keeps serving the moved slots through
+    /// the promoted replica without refreshing its map, so a fan-out still
+    /// asks the dead primary. Then it retries once on a fresh connection.
+    async fn fan_out<T, F, Fut>(&self, request: F) -> Result<T>
+    where
+        F: Fn(ClusterConnection) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        match self.shared.call(&request).await {
+            Err(Error::Unavailable(_)) => {
+                self.shared
+                    .replace("a node of the slot map cannot be reached");
+                self.shared.call(&request).await
+            }
+            other => other,
+        }
     }
 }
 
@@ -196,12 +255,83 @@ impl Shared {
         guard.value.clone()
     }
 
+    /// Counts a request that got no reply, and replaces the connection if it
+    /// looks wedged: several such requests in a row, and no reply at all
+    /// for longer than one operation's timeout.
+    fn unanswered(&self) {
+        let timeouts = self.watch.timeouts.fetch_add(1, Ordering::Relaxed) + 1;
+        let silent_ms = now_ms().saturating_sub(self.watch.last_reply.load(Ordering::Relaxed));
+        if timeouts >= WEDGE_TIMEOUTS
+            && silent_ms > millis(self.tuning.timeout)
+            // The connection's driver is spawned on the current runtime.
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            self.replace(&format!(
+                "{timeouts} requests without a reply, none for {silent_ms} ms"
+            ));
+        }
+    }
+
+    /// The least time between two replacements of the connection.
+    fn replace_gap_ms(&self) -> u64 {
+        2 * millis(self.tuning.timeout)
+    }
+
+    /// Replaces the connection by a fresh one from the seed nodes (with a
+    /// fresh slot map), unless it was replaced less than a gap ago.
+    fn replace(&self, why: &str) {
+        let now = now_ms();
+        let last = self.watch.replaced_at.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < self.replace_gap_ms()
+            || self
+                .watch
+                .replaced_at
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        tracing::warn!(why, "replacing the Redis Cluster connection");
+        let fresh = OnRuntime::new(ClusterBackend::connection(&self.client, self.tuning));
+        *self.conn.write().expect("connection lock") = fresh;
+        self.watch.last_reply.store(now, Ordering::Relaxed);
+        self.watch.timeouts.store(0, Ordering::Relaxed);
+    }
+
+    /// Runs `request` on the shared connection, watching for a reply:
+    /// anything but a timeout is one, and a request abandoned by its
+    /// caller (the operation's timeout) is not.
+    async fn call<T, F, Fut>(&self, request: F) -> Result<T>
+    where
+        F: FnOnce(ClusterConnection) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        struct Unanswered<'a>(Option<&'a Shared>);
+        impl Drop for Unanswered<'_> {
+            fn drop(&mut self) {
+                if let Some(shared) = self.0 {
+                    shared.unanswered();
+                }
+            }
+        }
+        let mut unanswered = Unanswered(Some(self));
+        let outcome = request(self.conn()).await;
+        if !matches!(outcome, Err(Error::Timeout { .. })) {
+            unanswered.0 = None;
+            self.watch.last_reply.store(now_ms(), Ordering::Relaxed);
+            self.watch.timeouts.store(0, Ordering::Relaxed);
+        }
+        outcome
+    }
+
     /// Where the event subscriber may listen: every node of the client's
     /// slot map, then the seeds (when the cluster cannot be asked).
     async fn subscriber_candidates(&self) -> Vec<Client> {
         let mut addresses = tokio::time::timeout(
             self.tuning.connect_timeout,
-            nodes(&mut self.conn(), MultipleNodeRoutingInfo::AllNodes),
+            self.call(|mut conn| async move {
+                nodes(&mut conn, MultipleNodeRoutingInfo::AllNodes).await
+            }),
         )
         .await
         .ok()
@@ -337,22 +467,22 @@ impl Backend for ClusterBackend {
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
-        Box::pin(async move { ops::get(&mut self.conn(), key).await })
+        Box::pin(self.call(move |mut conn| async move { ops::get(&mut conn, key).await }))
     }
 
     fn get_with_ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<(Bytes, KeyTtl)>>> {
         // One key: the pipeline goes to its slot.
-        Box::pin(async move { ops::get_with_ttl(&mut self.conn(), key).await })
+        Box::pin(self.call(move |mut conn| async move { ops::get_with_ttl(&mut conn, key).await }))
     }
 
     fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Bytes>>>> {
         // The client splits a multi-slot MGET per slot and reassembles it.
-        Box::pin(async move { ops::get_many(&mut self.conn(), keys).await })
+        Box::pin(self.call(move |mut conn| async move { ops::get_many(&mut conn, keys).await }))
     }
 
     fn write<'a>(&'a self, writes: &'a [Write]) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let conn = &self.conn();
+        Box::pin(self.call(move |conn| async move {
+            let conn = &conn;
             // The member sets first, each in its own slot: a reader that
             // finds a member checks it against the entry, so a set never
             // needs to wait for its value, while a value listed nowhere
@@ -397,7 +527,7 @@ impl Backend for ClusterBackend {
                     Ok(())
                 }
             }
-        })
+        }))
     }
 
     fn set_nx<'a>(
@@ -406,7 +536,11 @@ impl Backend for ClusterBackend {
         value: Bytes,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move { ops::set_nx(&mut self.conn(), key, &value, ttl).await })
+        Box::pin(
+            self.call(
+                move |mut conn| async move { ops::set_nx(&mut conn, key, &value, ttl).await },
+            ),
+        )
     }
 
     fn compare_and_swap<'a>(
@@ -415,24 +549,26 @@ impl Backend for ClusterBackend {
         expected: &'a [u8],
         swap: Swap,
     ) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move { ops::compare_and_swap(&mut self.conn(), key, expected, &swap).await })
+        Box::pin(self.call(move |mut conn| async move {
+            ops::compare_and_swap(&mut conn, key, expected, &swap).await
+        }))
     }
 
     fn delete<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<u64>> {
         // The client splits a multi-slot UNLINK per slot and sums the counts.
-        Box::pin(async move { ops::delete(&mut self.conn(), keys).await })
+        Box::pin(self.call(move |mut conn| async move { ops::delete(&mut conn, keys).await }))
     }
 
     fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move { ops::exists(&mut self.conn(), key).await })
+        Box::pin(self.call(move |mut conn| async move { ops::exists(&mut conn, key).await }))
     }
 
     fn expire<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move { ops::expire(&mut self.conn(), key, ttl).await })
+        Box::pin(self.call(move |mut conn| async move { ops::expire(&mut conn, key, ttl).await }))
     }
 
     fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<KeyTtl>> {
-        Box::pin(async move { ops::ttl(&mut self.conn(), key).await })
+        Box::pin(self.call(move |mut conn| async move { ops::ttl(&mut conn, key).await }))
     }
 
     fn incr<'a>(
@@ -441,11 +577,11 @@ impl Backend for ClusterBackend {
         by: i64,
         ttl: Option<Duration>,
     ) -> BoxFuture<'a, Result<i64>> {
-        Box::pin(async move { ops::incr(&mut self.conn(), key, by, ttl).await })
+        Box::pin(self.call(move |mut conn| async move { ops::incr(&mut conn, key, by, ttl).await }))
     }
 
     fn members<'a>(&'a self, set: &'a str) -> BoxFuture<'a, Result<Vec<String>>> {
-        Box::pin(async move { ops::members(&mut self.conn(), set).await })
+        Box::pin(self.call(move |mut conn| async move { ops::members(&mut conn, set).await }))
     }
 
     fn remove_members<'a>(
@@ -453,13 +589,14 @@ impl Backend for ClusterBackend {
         set: &'a str,
         members: &'a [String],
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move { ops::remove_members(&mut self.conn(), set, members).await })
+        Box::pin(self.call(move |mut conn| async move {
+            ops::remove_members(&mut conn, set, members).await
+        }))
     }
 
     fn delete_matching<'a>(&'a self, pattern: &'a str) -> BoxFuture<'a, Result<u64>> {
-        Box::pin(async move {
-            let primaries = self.primaries().await?;
-            let conn = self.conn();
+        Box::pin(self.fan_out(move |conn| async move {
+            let primaries = nodes(&mut conn.clone(), MultipleNodeRoutingInfo::AllMasters).await?;
             let deleted = try_join_all(primaries.into_iter().map(|(host, port)| {
                 let label = format!("{host}:{port}");
                 let mut node = OnNode {
@@ -471,12 +608,21 @@ impl Backend for ClusterBackend {
             }))
             .await?;
             Ok(deleted.into_iter().sum())
-        })
+        }))
     }
 
     fn publish<'a>(&'a self, channel: &'a str, event: &'a Event) -> BoxFuture<'a, Result<()>> {
-        // A classic PUBLISH is broadcast to every node of the cluster.
-        Box::pin(async move { ops::publish(&mut self.conn(), channel, self.sender, event).await })
+        // A classic PUBLISH is broadcast to every node of the cluster, so
+        // any node will do: a random one, not the channel's slot (which
+        // would make one primary the hot spot, and a single point of
+        // failure, of every invalidation message).
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(channel).arg(encode_event(self.sender, event));
+        Box::pin(self.call(move |mut conn| async move {
+            conn.route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
+                .await?;
+            Ok(())
+        }))
     }
 
     fn subscribe(&self, channel: &str) -> Option<EventStream> {
@@ -495,7 +641,9 @@ impl Backend for ClusterBackend {
 
     fn ping(&self) -> BoxFuture<'_, Result<()>> {
         // Routed to every primary: the cluster answers when all of them do.
-        Box::pin(async move { Ok(redis::cmd("PING").query_async(&mut self.conn()).await?) })
+        Box::pin(self.fan_out(|mut conn| async move {
+            Ok(redis::cmd("PING").query_async(&mut conn).await?)
+        }))
     }
 }
 
