@@ -23,17 +23,19 @@
 //! |---|---|---|
 //! | `get`, `set_nx`, `compare_and_swap` (`update`, leases, locks), `incr` (counters, namespace generations), `expire`, `ttl`, `members` | one | one request to the key's primary; atomic as on one Redis |
 //! | `write` of plain values (`set`, `set_many`, cached results) | one per value | one pipeline per slot, all slots at once |
-//! | `write` of an entry with tags or indexes | the value and one sorted set per tag or index, in different slots | each set first (a script on the set's own slot), then the value |
+//! | `write` of an entry with tags or indexes | the value and one sorted set per tag or index, in different slots | the value first, then each set (a script on the set's own slot) |
 //! | `get_many`, `delete` (also of a tag's entries) | many | `MGET`/`UNLINK` split per slot by the `redis` crate, sent in parallel, reassembled in order |
 //! | `delete_matching` (pattern invalidation, `Cache::clear`) | a glob | `SCAN` on every primary of the client's slot map, each batch `UNLINK`ed per slot |
 //! | `publish`, `subscribe` | a channel | `PUBLISH` to any node reaches every node over the cluster bus; the subscriber listens on one node and moves to another when it dies ([`Event::Resync`]) |
 //!
-//! What this costs: an entry with tags or indexes is written in as many
-//! round trips as it has sets plus one (concurrent for the sets), and is
-//! not atomic as a whole. Readers allow for it: an index read checks every
-//! member against the entry, which lists its indexes, so a set written
-//! before a value that failed only names a missing key, pruned on read; a
-//! tag invalidation deletes whatever its set names. A `get_many` or
+//! What this costs: an entry with tags or indexes is written in two round
+//! trips (the value, then its sets, concurrently), and is not atomic as a
+//! whole. Readers allow for it: an index read checks every member against
+//! the entry, which lists its indexes, so it never returns an entry whose
+//! write is under way; a tag invalidation removes the members it read from
+//! the set before deleting their entries, so a write racing it is either
+//! deleted or stays listed for the next invalidation, never a live entry
+//! listed nowhere. If the sets cannot be written, the value is taken back. A `get_many` or
 //! `set_many` of N keys is up to N requests, spread over the primaries and
 //! pipelined on each node's connection. A pattern invalidation costs one
 //! `SCAN` pass per primary, whatever the pattern.
@@ -483,12 +485,35 @@ impl Backend for ClusterBackend {
     fn write<'a>(&'a self, writes: &'a [Write]) -> BoxFuture<'a, Result<()>> {
         Box::pin(self.call(move |conn| async move {
             let conn = &conn;
-            // The member sets first, each in its own slot: a reader that
-            // finds a member checks it against the entry, so a set never
-            // needs to wait for its value, while a value listed nowhere
-            // could escape a tag invalidation.
+            // The values first, one pipeline per slot.
+            match writes {
+                [] => return Ok(()),
+                [w] => ops::set(&mut conn.clone(), &w.key, &w.value, w.ttl).await?,
+                _ => {
+                    let mut by_slot: HashMap<Slot, redis::Pipeline> = HashMap::new();
+                    for w in writes {
+                        add_set(
+                            by_slot
+                                .entry(Slot::for_key(&w.key))
+                                .or_insert_with(redis::pipe),
+                            w,
+                        );
+                    }
+                    try_join_all(by_slot.into_values().map(|pipe| {
+                        let mut conn = conn.clone();
+                        async move { Ok::<_, Error>(pipe.exec_async(&mut conn).await?) }
+                    }))
+                    .await?;
+                }
+            }
+            // Then the member sets, each in its own slot. In this order a
+            // tag invalidation running meanwhile either sees the entry
+            // listed (and deletes it) or leaves it listed for the next one;
+            // the other order could leave a live entry listed nowhere. A
+            // reader of an index checks each member against the entry, so
+            // it never returns one whose write is under way.
             let now = now_ms();
-            try_join_all(writes.iter().flat_map(|w| {
+            let listed = try_join_all(writes.iter().flat_map(|w| {
                 w.member_of.iter().map(move |set| {
                     let mut conn = conn.clone();
                     async move {
@@ -505,28 +530,20 @@ impl Backend for ClusterBackend {
                     }
                 })
             }))
-            .await?;
-            match writes {
-                [] => Ok(()),
-                [w] => ops::set(&mut conn.clone(), &w.key, &w.value, w.ttl).await,
-                _ => {
-                    let mut by_slot: HashMap<Slot, redis::Pipeline> = HashMap::new();
-                    for w in writes {
-                        add_set(
-                            by_slot
-                                .entry(Slot::for_key(&w.key))
-                                .or_insert_with(redis::pipe),
-                            w,
-                        );
-                    }
-                    try_join_all(by_slot.into_values().map(|pipe| {
-                        let mut conn = conn.clone();
-                        async move { Ok::<_, Error>(pipe.exec_async(&mut conn).await?) }
-                    }))
-                    .await?;
-                    Ok(())
-                }
+            .await;
+            if let Err(e) = listed {
+                // An entry its tags do not list would escape their
+                // invalidation: take it back (best effort; it expires
+                // by its TTL otherwise).
+                let unlisted: Vec<String> = writes
+                    .iter()
+                    .filter(|w| !w.member_of.is_empty())
+                    .map(|w| w.key.clone())
+                    .collect();
+                let _ = ops::delete(&mut conn.clone(), &unlisted).await;
+                return Err(e);
             }
+            Ok(())
         }))
     }
 

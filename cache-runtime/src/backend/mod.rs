@@ -7,9 +7,10 @@
 //! Keys given to a backend are complete store keys (prefix and namespace
 //! included); values are opaque bytes (see `codec`). Every primitive is
 //! atomic on its own key. [`Backend::write`] is atomic per [`Write`] where
-//! the store allows it (memory, one Redis); on a cluster the member sets are
-//! written before the value, which readers tolerate because they check every
-//! member against the entry itself.
+//! the store allows it (memory, one Redis); on a cluster the value is written
+//! before its member sets, which readers tolerate because they check every
+//! member against the entry itself, and which keeps an entry racing a tag
+//! invalidation either deleted or still listed (see `invalidate_tag`).
 
 use std::fmt;
 use std::future::Future;
