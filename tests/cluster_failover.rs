@@ -1,7 +1,8 @@
-//! Redis Cluster faults, each on a cluster of its own (so the suites in
-//! `tests/cluster.rs` never see them): a primary killed under load and
-//! replaced by its replica, a cluster absent when the cache starts, the
-//! node that carries the event subscription dying.
+//! Redis Cluster faults and settings, each on a cluster of its own (so the
+//! suites in `tests/cluster.rs` never see them): a primary killed under load
+//! and replaced by its replica, a cluster absent when the cache starts, the
+//! node that carries the event subscription dying, a cluster that requires
+//! a password.
 //!
 //! For the load: zero wrong values, zero errors from cached functions, no
 //! call past its bound, and caching back on the new topology (times
@@ -440,5 +441,40 @@ fn events_follow_the_subscription_to_a_live_node() {
             moved.as_millis(),
             killed.elapsed().as_millis()
         ));
+    });
+}
+
+#[test]
+fn a_cluster_with_a_password_is_reached_with_the_credentials_of_its_urls() {
+    run(async {
+        let _serial = SERIAL.lock().await;
+        let password = "cluster-s3cr3t";
+        let cluster = blocking(move || RedisCluster::start_with_password(password)).await;
+        let urls = cluster.urls();
+        assert!(urls[0].contains(password));
+        cachekit::init(config(&urls)).await.unwrap();
+        let id = until_caching_works(&[], Duration::from_secs(10)).await;
+        let stored: Option<String> = cluster
+            .node(cluster.primary_port_of_slot(key_slot(&format!("cfo-probe:{id}"))))
+            .cmd(&["GET", &format!("cfo-probe:{id}")]);
+        assert_eq!(stored, Some(id.to_string()));
+        let shown = format!("{:?}", cachekit::current_config().unwrap());
+        assert!(!shown.contains(password), "{shown}");
+
+        // A wrong password: the backend builds, and every command fails
+        // with an error that names no password.
+        let wrong: Vec<RedisUrl> = urls
+            .iter()
+            .map(|u| RedisUrl::new(&u.replace(password, "not-the-password")))
+            .collect();
+        let backend = ClusterBackend::new(&wrong, None, TIMEOUT, TIMEOUT).unwrap();
+        assert!(!format!("{backend:?}").contains("not-the-password"));
+        let error = backend.ping().await.unwrap_err();
+        let shown = format!("{error} {error:?}");
+        assert!(
+            !shown.contains("not-the-password") && !shown.contains(password),
+            "{shown}"
+        );
+        drop(cluster);
     });
 }

@@ -60,6 +60,16 @@ impl RedisCluster {
     /// A cluster with the given `cluster-node-timeout` (how long a silent
     /// node takes to be declared failed, and so how quick a failover is).
     pub fn start_with_node_timeout(node_timeout: Duration) -> RedisCluster {
+        Self::start_with(node_timeout, None)
+    }
+
+    /// A cluster whose nodes require `password` (`requirepass`, and
+    /// `masterauth` for their replication); [`RedisCluster::urls`] carry it.
+    pub fn start_with_password(password: &str) -> RedisCluster {
+        Self::start_with(Duration::from_secs(5), Some(password))
+    }
+
+    fn start_with(node_timeout: Duration, password: Option<&str>) -> RedisCluster {
         redis_server_binary();
         redis_cli_binary();
         let started = Instant::now();
@@ -67,7 +77,7 @@ impl RedisCluster {
             .map(|_| {
                 let mut last_error = String::new();
                 for _ in 0..5 {
-                    match start_node(cluster_ports(1)[0], node_timeout) {
+                    match start_node(cluster_ports(1)[0], node_timeout, password) {
                         Ok(node) => return node,
                         Err(e) => last_error = e,
                     }
@@ -75,7 +85,7 @@ impl RedisCluster {
                 panic!("could not start a cluster node: {last_error}")
             })
             .collect();
-        Self::join(nodes, node_timeout, started)
+        Self::join(nodes, node_timeout, password, started)
     }
 
     /// A cluster on these six ports (from [`cluster_ports`]).
@@ -87,22 +97,32 @@ impl RedisCluster {
         let nodes = ports
             .iter()
             .map(|&port| {
-                start_node(port, node_timeout).unwrap_or_else(|e| {
+                start_node(port, node_timeout, None).unwrap_or_else(|e| {
                     panic!("could not start a cluster node on port {port}: {e}")
                 })
             })
             .collect();
-        Self::join(nodes, node_timeout, started)
+        Self::join(nodes, node_timeout, None, started)
     }
 
     /// Joins six fresh nodes into a cluster and waits until it is healthy.
-    fn join(nodes: Vec<RedisServer>, node_timeout: Duration, started: Instant) -> RedisCluster {
+    fn join(
+        nodes: Vec<RedisServer>,
+        node_timeout: Duration,
+        password: Option<&str>,
+        started: Instant,
+    ) -> RedisCluster {
         let cli = redis_cli_binary();
+        let auth: Vec<&str> = match password {
+            Some(password) => vec!["-a", password, "--no-auth-warning"],
+            None => Vec::new(),
+        };
         let addresses: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
         let out = Command::new(&cli)
+            .args(&auth)
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
@@ -316,7 +336,11 @@ pub fn cluster_ports(n: usize) -> Vec<u16> {
     ports
 }
 
-fn start_node(port: u16, node_timeout: Duration) -> Result<RedisServer, String> {
+fn start_node(
+    port: u16,
+    node_timeout: Duration,
+    password: Option<&str>,
+) -> Result<RedisServer, String> {
     let config_file = format!(
         "nodes-{}-{port}-{}.conf",
         std::process::id(),
@@ -337,7 +361,12 @@ fn start_node(port: u16, node_timeout: Duration) -> Result<RedisServer, String> 
         "--repl-diskless-sync-delay",
         "0",
     ];
-    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    if let Some(password) = password {
+        for arg in ["--requirepass", password, "--masterauth", password] {
+            extra.push(arg.to_owned());
+        }
+    }
     RedisServer::spawn(port, &extra)
 }
 

@@ -77,6 +77,8 @@ pub struct RedisServer {
     supervisor: Option<(Child, ChildStdin)>,
     extra: Vec<String>,
     dir: PathBuf,
+    /// The `--requirepass` among the extra arguments, if any.
+    password: Option<String>,
 }
 
 impl RedisServer {
@@ -155,12 +157,17 @@ impl RedisServer {
             .trim()
             .parse()
             .map_err(|_| format!("supervisor printed {line:?}"))?;
+        let password = extra
+            .iter()
+            .position(|a| a == "--requirepass")
+            .and_then(|i| extra.get(i + 1).cloned());
         let server = RedisServer {
             port,
             pid,
             supervisor: Some((child, stdin)),
             extra: extra.to_vec(),
             dir,
+            password,
         };
         server.wait_ready(Duration::from_secs(10))?;
         Ok(server)
@@ -206,8 +213,12 @@ impl RedisServer {
     }
 
     /// `redis://127.0.0.1:port`.
+    /// `redis://127.0.0.1:port`, with the password if the server requires one.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     /// A plain (blocking) connection, to look at what cachekit stored.
