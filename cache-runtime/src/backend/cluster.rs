@@ -35,10 +35,10 @@
 //! write is under way; a tag invalidation removes the members it read from
 //! the set before deleting their entries, so a write racing it is either
 //! deleted or stays listed for the next invalidation, never a live entry
-//! listed nowhere. If the sets cannot be written, the value is taken back. A `get_many` or
-//! `set_many` of N keys is up to N requests, spread over the primaries and
-//! pipelined on each node's connection. A pattern invalidation costs one
-//! `SCAN` pass per primary, whatever the pattern.
+//! listed nowhere. If the sets cannot be written, the value is taken back.
+//! A `get_many` or `set_many` of N keys is up to N requests, spread over the
+//! primaries and pipelined on each node's connection. A pattern invalidation
+//! costs one `SCAN` pass per primary, whatever the pattern.
 //!
 //! What it gains: every primary takes its share of the keys and of the
 //! traffic, and a slot moves (resharding, failover) without cachekit
@@ -49,16 +49,23 @@
 //! keys with one tag live in one slot on one primary: one request for their
 //! `get_many`, but a hot slot that no resharding can split.
 //!
-//! # A connection that stops answering
+//! # A connection that stops answering, or misses a failover
 //!
 //! The `redis` crate's cluster connection (1.8, and 2.0-rc) can wedge for
 //! good when a node dies under concurrent load: its slot refresh waits for
 //! a lock that an in-flight request was granted but is never polled again
 //! while the refresh runs, so every later request waits until it times out.
-//! The backend watches for that signature (requests sent, no reply of any
-//! kind, not even an error, for twice the operation timeout) and replaces
-//! the connection with a fresh one from the seed nodes. A cluster that is
-//! merely slow or down costs a reconnection per such window, nothing more.
+//! The backend watches for that signature (three requests in a row without
+//! a reply, and no reply of any kind, not even an error, for longer than the
+//! operation timeout) and replaces the connection with a fresh one from the
+//! seed nodes, at most once per two timeouts. A cluster that is merely slow
+//! or down costs a reconnection per such window, nothing more.
+//!
+//! After a failover the client keeps serving the moved slots through the
+//! promoted replica without refreshing its slot map, so a request sent to
+//! every primary (`PING` for `health()`, the pattern scan) still asks the
+//! dead one. Such a request that cannot reach a node is retried once on a
+//! fresh connection, whose slot map is read anew.
 //!
 //! Replication to the replicas is asynchronous: a write acknowledged by a
 //! primary that dies before passing it on is lost in the failover. For a

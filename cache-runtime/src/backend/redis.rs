@@ -54,7 +54,7 @@ return 1",
     });
 
     /// One member set of a write, on its own (a cluster writes each set in
-    /// its own slot, before the value). KEYS: set. ARGV: member, ttl ms,
+    /// its own slot, after the value). KEYS: set. ARGV: member, ttl ms,
     /// expiry score, now ms.
     pub(crate) static ADD_MEMBER: LazyLock<Script> = LazyLock::new(|| {
         Script::new(
