@@ -100,16 +100,16 @@ impl RedisUrl {
 
 /// Replaces the password of a `scheme://user:password@host` URL by `***`.
 pub(crate) fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
+    // Without a scheme (a malformed URL), the user info starts at once.
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
     let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
+    // The last `@` anywhere ends the user info: a password may hold an
+    // unencoded `/`, `?` or `#`, and hiding too much of a malformed URL is
+    // better than showing its password.
+    let Some(at) = rest.rfind('@') else {
         return url.to_owned();
     };
-    let userinfo = &authority[..at];
+    let userinfo = &rest[..at];
     let user = match userinfo.find(':') {
         Some(colon) => &userinfo[..colon],
         // `redis://password@host` is read by redis-rs as a password-only URL.
@@ -585,6 +585,11 @@ mod tests {
         assert_eq!(redact("rediss://:hunter2@h"), "rediss://:***@h");
         assert_eq!(redact("redis://hunter2@h"), "redis://:***@h");
         assert_eq!(redact("redis://localhost:6379"), "redis://localhost:6379");
+        // Malformed URLs: unencoded separators in the password, no scheme.
+        assert_eq!(redact("redis://u:pa/ss@h"), "redis://u:***@h");
+        assert_eq!(redact("redis://u:pa?ss#x@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(redact("u:hunter2@h"), "u:***@h");
+        assert_eq!(redact("localhost:6379"), "localhost:6379");
         let url = RedisUrl::new("redis://u:s3cr3t@h:1");
         assert!(!format!("{url:?} {url}").contains("s3cr3t"));
         let config = Config::redis("redis://u:s3cr3t@h:1").integrity_secret("0123456789abcdefXYZ");

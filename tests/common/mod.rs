@@ -12,7 +12,7 @@
 use std::future::Future;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{LazyLock, OnceLock};
 use std::time::{Duration, Instant};
@@ -79,6 +79,8 @@ pub struct RedisServer {
     dir: PathBuf,
     /// The `--requirepass` among the extra arguments, if any.
     password: Option<String>,
+    /// Serves TLS only (`--port 0 --tls-port port`).
+    tls: bool,
 }
 
 impl RedisServer {
@@ -93,7 +95,7 @@ impl RedisServer {
         let mut last_error = String::new();
         for _ in 0..5 {
             let port = free_port();
-            match Self::spawn(port, &extra) {
+            match Self::spawn(port, &extra, false) {
                 Ok(server) => return server,
                 Err(e) => last_error = e,
             }
@@ -103,18 +105,48 @@ impl RedisServer {
 
     /// Starts a server on `port`; panics if it cannot.
     pub fn start_on_port(port: u16) -> RedisServer {
-        Self::spawn(port, &[])
+        Self::spawn(port, &[], false)
             .unwrap_or_else(|e| panic!("could not start redis-server on {port}: {e}"))
     }
 
-    fn spawn(port: u16, extra: &[String]) -> Result<RedisServer, String> {
+    /// Starts a server that speaks TLS only, with `cert` (signed by
+    /// whatever CA the test chose) and its key.
+    pub fn start_tls(cert: &Path, key: &Path) -> RedisServer {
+        let extra: Vec<String> = vec![
+            "--tls-cert-file".into(),
+            cert.display().to_string(),
+            "--tls-key-file".into(),
+            key.display().to_string(),
+            // cachekit presents no client certificate.
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ];
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            match Self::spawn(free_port(), &extra, true) {
+                Ok(server) => return server,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("could not start a TLS redis-server (is it built with TLS?): {last_error}");
+    }
+
+    fn spawn(port: u16, extra: &[String], tls: bool) -> Result<RedisServer, String> {
         let binary = redis_server_binary();
         let dir =
             std::env::temp_dir().join(format!("cachekit-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let mut args: Vec<String> = vec![
-            "--port".into(),
-            port.to_string(),
+        let mut args: Vec<String> = if tls {
+            vec![
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.to_string(),
+            ]
+        } else {
+            vec!["--port".into(), port.to_string()]
+        };
+        args.extend([
             "--bind".into(),
             "127.0.0.1".into(),
             "--save".into(),
@@ -129,7 +161,7 @@ impl RedisServer {
             dir.display().to_string(),
             "--logfile".into(),
             dir.join("redis.log").display().to_string(),
-        ];
+        ]);
         if redis_major_version(&binary) >= 7 {
             args.extend(["--enable-debug-command".into(), "yes".into()]);
         }
@@ -168,6 +200,7 @@ impl RedisServer {
             extra: extra.to_vec(),
             dir,
             password,
+            tls,
         };
         server.wait_ready(Duration::from_secs(10))?;
         Ok(server)
@@ -176,6 +209,11 @@ impl RedisServer {
     fn wait_ready(&self, within: Duration) -> Result<(), String> {
         let started = Instant::now();
         loop {
+            // A TLS server is ready when it accepts connections; the tests
+            // talk TLS to it through cachekit.
+            if self.tls && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
             if let Ok(mut conn) = redis::Client::open(self.url())
                 .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
                 && redis::cmd("PING").query::<String>(&mut conn).is_ok()
@@ -212,12 +250,13 @@ impl RedisServer {
             .status();
     }
 
-    /// `redis://127.0.0.1:port`.
-    /// `redis://127.0.0.1:port`, with the password if the server requires one.
+    /// `redis://127.0.0.1:port` (`rediss://` for TLS), with the password if
+    /// the server requires one.
     pub fn url(&self) -> String {
+        let scheme = if self.tls { "rediss" } else { "redis" };
         match &self.password {
-            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
-            None => format!("redis://127.0.0.1:{}", self.port),
+            Some(password) => format!("{scheme}://:{password}@127.0.0.1:{}", self.port),
+            None => format!("{scheme}://127.0.0.1:{}", self.port),
         }
     }
 
@@ -268,7 +307,7 @@ impl RedisServer {
         self.kill();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            match Self::spawn(self.port, &self.extra) {
+            match Self::spawn(self.port, &self.extra, self.tls) {
                 Ok(mut fresh) => {
                     self.pid = fresh.pid;
                     self.supervisor = fresh.supervisor.take();
@@ -321,4 +360,129 @@ pub fn unique(prefix: &str) -> String {
 /// Writes a line to stderr right away (test output is captured otherwise).
 pub fn note(message: impl std::fmt::Display) {
     let _ = writeln!(std::io::stderr(), "{message}");
+}
+
+/// Certificates made at test time with the `openssl` CLI: a CA, and server
+/// certificates it signs, for TLS servers on 127.0.0.1.
+pub mod pki {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    /// A certificate authority in its own temporary directory.
+    pub struct Ca {
+        pub dir: PathBuf,
+        pub cert: PathBuf,
+        key: PathBuf,
+    }
+
+    /// A server certificate and its private key.
+    pub struct ServerCert {
+        pub cert: PathBuf,
+        pub key: PathBuf,
+    }
+
+    fn openssl(dir: &Path, args: &[&str]) {
+        let out = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "these tests need the `openssl` CLI to make certificates ({e}); \
+                     install it (Debian/Ubuntu: `apt-get install openssl`)"
+                )
+            });
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    impl Ca {
+        /// A new CA named `name` (EC P-256, valid two days).
+        pub fn new(name: &str) -> Ca {
+            let dir = std::env::temp_dir().join(format!(
+                "cachekit-pki-{}-{}",
+                std::process::id(),
+                super::unique(name)
+            ));
+            std::fs::create_dir_all(&dir).expect("pki dir");
+            std::fs::write(
+                dir.join("ca.cnf"),
+                format!(
+                    "[req]\ndistinguished_name = dn\nprompt = no\nx509_extensions = ext\n\
+                     [dn]\nCN = {name}\n\
+                     [ext]\nbasicConstraints = critical,CA:TRUE\n\
+                     keyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\n"
+                ),
+            )
+            .expect("ca.cnf");
+            openssl(
+                &dir,
+                &[
+                    "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out",
+                    "ca.crt", "-days", "2", "-config", "ca.cnf",
+                ],
+            );
+            Ca {
+                cert: dir.join("ca.crt"),
+                key: dir.join("ca.key"),
+                dir,
+            }
+        }
+
+        /// A server certificate signed by this CA for the given subject
+        /// alternative names (`IP:127.0.0.1`, `DNS:localhost`, ...).
+        pub fn server_cert(&self, name: &str, alt_names: &str) -> ServerCert {
+            let (key, csr, cert, ext) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.crt"),
+                format!("{name}.ext"),
+            );
+            std::fs::write(
+                self.dir.join(&ext),
+                format!(
+                    "subjectAltName={alt_names}\nbasicConstraints=CA:FALSE\n\
+                     keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+                ),
+            )
+            .expect("ext file");
+            openssl(
+                &self.dir,
+                &[
+                    "req", "-new", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", &key, "-out", &csr,
+                    "-subj", "/CN=cachekit-test-server",
+                ],
+            );
+            let serial = format!("{}", std::process::id() as u64 * 1000 + fastrand_serial());
+            openssl(
+                &self.dir,
+                &[
+                    "x509", "-req", "-in", &csr, "-CA", &self.cert.display().to_string(),
+                    "-CAkey", &self.key.display().to_string(), "-set_serial", &serial,
+                    "-out", &cert, "-days", "2", "-extfile", &ext,
+                ],
+            );
+            ServerCert {
+                cert: self.dir.join(cert),
+                key: self.dir.join(key),
+            }
+        }
+    }
+
+    fn fastrand_serial() -> u64 {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }
+
+    impl Drop for Ca {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 }
