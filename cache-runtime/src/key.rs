@@ -33,8 +33,8 @@
 //! (the prefix also `:` and `/`), so none of these forms can be produced by
 //! another. A rendered key longer than [`MAX_KEY_LEN`] bytes is stored as its
 //! first [`HASHED_KEY_HEAD`] bytes, `%h`, and the SHA-256 of the whole
-//! rendered key; `%h` cannot come from an escaped value, so hashed keys never
-//! meet rendered ones.
+//! rendered key; `%h` cannot come from an escaped value, and a key given at
+//! run time that holds `%h` is hashed too, so hashed keys never meet others.
 
 use std::fmt::{self, Write as _};
 
@@ -46,6 +46,8 @@ use crate::error::{Error, Result};
 pub const MAX_KEY_LEN: usize = 512;
 /// Bytes of a long key kept readable in front of its hash.
 pub const HASHED_KEY_HEAD: usize = 128;
+/// What separates the readable head of a hashed key from its hash.
+const HASH_MARKER: &str = "%h";
 
 /// A value that can be part of a cache key.
 ///
@@ -339,8 +341,11 @@ impl KeyPart for uuid::Uuid {
 }
 
 /// Stores a rendered key as is, or hashed when longer than [`MAX_KEY_LEN`].
+/// A key that holds the marker `%h` is hashed too, whatever its length:
+/// keys given at run time (`Cache` keys, tags) are not escaped, and one
+/// could otherwise spell the hashed form of another, longer key.
 pub(crate) fn push_bounded(out: &mut String, rendered: &str) {
-    if rendered.len() <= MAX_KEY_LEN {
+    if rendered.len() <= MAX_KEY_LEN && !rendered.contains(HASH_MARKER) {
         out.push_str(rendered);
         return;
     }
@@ -349,7 +354,7 @@ pub(crate) fn push_bounded(out: &mut String, rendered: &str) {
         head -= 1;
     }
     out.push_str(&rendered[..head]);
-    out.push_str("%h");
+    out.push_str(HASH_MARKER);
     let digest = Sha256::digest(rendered.as_bytes());
     for b in digest {
         out.push(HEX[(b >> 4) as usize] as char);
@@ -661,6 +666,11 @@ mod tests {
         let mut short = String::new();
         push_bounded(&mut short, "user:7");
         assert_eq!(short, "user:7");
+        // A short key spelling the hashed form of a long one is hashed too.
+        let mut posing = String::new();
+        push_bounded(&mut posing, &out);
+        assert_ne!(posing, out);
+        assert!(posing.len() <= MAX_KEY_LEN);
         // A multi-byte character across the cut is not split.
         let mut uni = String::new();
         push_bounded(&mut uni, &"é".repeat(400));
