@@ -37,15 +37,21 @@ impl fmt::Display for TemplateError {
     }
 }
 
+/// An identifier as Rust (and so `proc_macro2::Ident::new`) defines it:
+/// XID_Start or `_`, then XID_Continue; `_` alone is not one.
 fn is_ident(s: &str) -> bool {
     let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c == '_' || c.is_alphabetic())
-        && chars.all(|c| c == '_' || c.is_alphanumeric())
+    matches!(chars.next(), Some(c) if c == '_' || unicode_ident::is_xid_start(c))
+        && chars.all(unicode_ident::is_xid_continue)
         && s != "_"
 }
 
+/// A tuple index: a `u32` without leading zeros (`syn::Index` holds a `u32`).
 fn is_index(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'))
+    !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && (s == "0" || !s.starts_with('0'))
+        && s.parse::<u32>().is_ok()
 }
 
 impl Template {
@@ -222,6 +228,145 @@ mod tests {
         assert!(Template::parse("{a.01}").is_err());
         assert!(Template::parse("{a{b}").is_err());
         assert!(Template::parse("{_}").is_err());
+    }
+
+    /// Found by the fuzz target: the macros turn each segment into an
+    /// `Ident` or a `u32` tuple index, and panicked on anything else.
+    #[test]
+    fn segments_are_identifiers_or_u32_indexes() {
+        assert!(Template::parse("{q.444444444544444}").is_err());
+        assert!(Template::parse("{q.4294967296}").is_err());
+        assert!(Template::parse("{q.4294967295}").is_ok());
+        // Alphanumeric for `char`, but not XID_Continue: `²`, `½`.
+        assert!(Template::parse("{a²}").is_err());
+        assert!(Template::parse("{a.b½}").is_err());
+        // XID_Start that `char::is_alphabetic` also accepts, and the reverse:
+        // U+0345 is alphabetic but not XID_Start.
+        assert!(Template::parse("{ïd}").is_ok());
+        assert!(Template::parse("{\u{345}x}").is_err());
+        assert!(Template::parse("{\u{345}}").is_err());
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Text biased towards what templates are made of.
+        fn template_like() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                Just("{".to_owned()),
+                Just("}".to_owned()),
+                Just("{{".to_owned()),
+                Just("}}".to_owned()),
+                Just(".".to_owned()),
+                Just(" ".to_owned()),
+                Just(":".to_owned()),
+                Just("_".to_owned()),
+                Just("0".to_owned()),
+                Just("self".to_owned()),
+                "[a-z]{1,4}",
+                "[0-9]{1,12}",
+                any::<char>().prop_map(String::from),
+            ];
+            prop::collection::vec(piece, 0..24).prop_map(|v| v.concat())
+        }
+
+        fn check(source: &str) -> Result<(), TestCaseError> {
+            match Template::parse(source) {
+                Ok(t) => {
+                    let again = Template::parse(&t.to_source());
+                    prop_assert_eq!(again.as_ref(), Ok(&t), "round trip of {:?}", source);
+                    for path in t.placeholders() {
+                        for (n, part) in path.iter().enumerate() {
+                            if n > 0 && is_index(part) {
+                                continue;
+                            }
+                            // What the macros do with it: must not panic.
+                            let _ = proc_macro2::Ident::new(part, proc_macro2::Span::call_site());
+                        }
+                    }
+                }
+                Err(e) => {
+                    prop_assert!(e.at.start <= e.at.end && e.at.end <= source.len());
+                    prop_assert!(source.is_char_boundary(e.at.start));
+                    prop_assert!(source.is_char_boundary(e.at.end));
+                    prop_assert!(!e.message.is_empty());
+                }
+            }
+            Ok(())
+        }
+
+        fn ident() -> impl Strategy<Value = String> {
+            "[a-zA-Z_\u{e0}-\u{ff}\u{3b1}-\u{3c9}][a-zA-Z0-9_\u{e0}-\u{ff}]{0,8}"
+                .prop_filter("`_` alone is no identifier", |s| s != "_")
+                .prop_filter("XID", |s| is_ident(s))
+        }
+
+        fn segment() -> impl Strategy<Value = Segment> {
+            let path = (
+                ident(),
+                prop::collection::vec(
+                    prop_oneof![ident(), (0u32..=u32::MAX).prop_map(|n| n.to_string())],
+                    0..4,
+                ),
+            )
+                .prop_map(|(first, rest)| {
+                    let mut path = vec![first];
+                    path.extend(rest);
+                    Segment::Placeholder(path)
+                });
+            prop_oneof![
+                any::<String>()
+                    .prop_filter("non-empty", |s| !s.is_empty())
+                    .prop_map(Segment::Literal),
+                path,
+            ]
+        }
+
+        /// Valid templates: segments with adjacent literals merged, as the
+        /// parser produces them.
+        fn template() -> impl Strategy<Value = Template> {
+            prop::collection::vec(segment(), 0..8).prop_map(|segments| {
+                let mut merged: Vec<Segment> = Vec::new();
+                for s in segments {
+                    match (merged.last_mut(), s) {
+                        (Some(Segment::Literal(l)), Segment::Literal(more)) => l.push_str(&more),
+                        (_, s) => merged.push(s),
+                    }
+                }
+                Template { segments: merged }
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+            #[test]
+            fn never_panics_on_any_text(source in any::<String>()) {
+                check(&source)?;
+            }
+
+            #[test]
+            fn never_panics_on_template_like_text(source in template_like()) {
+                check(&source)?;
+            }
+
+            #[test]
+            fn valid_templates_round_trip(t in template()) {
+                let source = t.to_source();
+                prop_assert_eq!(Template::parse(&source), Ok(t.clone()), "{:?}", source);
+                // Whitespace around path segments is allowed and dropped.
+                let spaced: String = t
+                    .segments
+                    .iter()
+                    .map(|s| match s {
+                        Segment::Literal(l) => l.replace('{', "{{").replace('}', "}}"),
+                        Segment::Placeholder(p) => format!("{{ {} }}", p.join(" . ")),
+                    })
+                    .collect();
+                prop_assert_eq!(Template::parse(&spaced), Ok(t), "{:?}", spaced);
+            }
+        }
     }
 
     #[test]
