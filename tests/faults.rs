@@ -1,10 +1,20 @@
 //! Faults under load, against a real `redis-server` each test controls:
-//! killed, paused (SIGSTOP and `CLIENT PAUSE`), restarted empty, slowed by
-//! `DEBUG SLEEP`, connections cut mid-reply, and nothing listening at start.
+//! killed, paused (SIGSTOP and `CLIENT PAUSE`), slowed by `DEBUG SLEEP`,
+//! connections killed (`CLIENT KILL`), connections cut in the middle of a
+//! reply (a proxy in front of the server), restarted empty, and nothing
+//! listening at start.
 //!
-//! For each: zero wrong values, zero caller-visible errors from cached
-//! functions, no call past its bound, caching back after recovery (time
-//! measured and printed), and no retry storm (computations counted).
+//! Each runs 256 concurrent callers of a cached function, plus callers of
+//! the `Cache` API (`set`, `get`, `get_or_compute`). For each fault: zero
+//! wrong values, zero errors from cached functions (and from
+//! `get_or_compute`, which fails open too), no call past its bound, caching
+//! back after recovery (the time is measured), and computations counted: at
+//! most one per key at a time (single-flight holds while the store fails)
+//! and, where the fault lasts, the circuit open, so calls skip the server
+//! instead of each waiting for a timeout (no retry storm).
+//!
+//! Each test prints a `RESULT` line: the numbers of README's "Reliability"
+//! table (`cargo test --test faults -- --nocapture 2>&1 | grep RESULT`).
 //!
 //! The tests of this binary replace the global cache, so they run one at a
 //! time (a lock), each with its own server.
@@ -16,6 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cachekit::{Cache, CircuitState, Config, cached};
+use common::proxy::Proxy;
 use common::{RedisServer, note, run};
 
 /// Bound of one cache operation in these tests.
@@ -25,14 +36,29 @@ const WORK: Duration = Duration::from_millis(2);
 /// Scheduling slack on a loaded 2-core machine.
 const SLACK: Duration = Duration::from_millis(400);
 
+/// Keys the load spreads over.
+const KEYS: u64 = 64;
+
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 static COMPUTED: AtomicU64 = AtomicU64::new(0);
+/// Computations of `work` running now, and the most seen at once.
+static RUNNING: AtomicU64 = AtomicU64::new(0);
+static PEAK_RUNNING: AtomicU64 = AtomicU64::new(0);
 
 #[cached(ttl = 2, key = "fault:{id}")]
 async fn work(id: u64) -> Result<u64, String> {
     COMPUTED.fetch_add(1, Ordering::Relaxed);
+    let running = RUNNING.fetch_add(1, Ordering::AcqRel) + 1;
+    PEAK_RUNNING.fetch_max(running, Ordering::AcqRel);
     tokio::time::sleep(WORK).await;
+    RUNNING.fetch_sub(1, Ordering::AcqRel);
     Ok(id * 3 + 1)
+}
+
+/// Values of a few kilobytes, so that replies span several TCP segments
+/// and a cut lands inside one.
+fn payload(id: u64) -> String {
+    format!("{id}:{}", "v".repeat(4096))
 }
 
 #[cached(ttl = 60, key = "probe:{id}")]
@@ -60,6 +86,8 @@ struct Observed {
     api_errors: AtomicU64,
     api_over_bound: AtomicU64,
     api_max_us: AtomicU64,
+    /// `get_or_compute` failures or wrong values: it fails open, so none.
+    computed_api_failures: AtomicU64,
 }
 
 /// `callers` tasks calling the cached function, and a tenth as many calling
@@ -122,12 +150,25 @@ impl Load {
             let (stop, seen) = (stop.clone(), seen.clone());
             tasks.push(tokio::spawn(async move {
                 let key = format!("s{caller}");
+                let mut round = caller as u64;
                 while !stop.load(Ordering::Relaxed) {
+                    round += 1;
                     let started = Instant::now();
+                    let id = round % 16;
+                    let computed = SESSIONS
+                        .get_or_compute(&format!("c{id}"), Duration::from_secs(2), || async move {
+                            payload(id)
+                        })
+                        .await;
+                    if computed.as_ref().ok() != Some(&payload(id)) {
+                        seen.computed_api_failures.fetch_add(1, Ordering::Relaxed);
+                    }
                     let outcome = async {
-                        SESSIONS.set(&key, &caller).await?;
-                        match SESSIONS.get::<usize>(&key).await? {
-                            Some(v) if v != caller => panic!("wrong value from the Cache API"),
+                        SESSIONS.set(&key, &payload(caller as u64)).await?;
+                        match SESSIONS.get::<String>(&key).await? {
+                            Some(v) if v != payload(caller as u64) => {
+                                panic!("wrong value from the Cache API")
+                            }
                             _ => Ok::<_, cachekit::Error>(()),
                         }
                     }
@@ -136,8 +177,9 @@ impl Load {
                     seen.api_calls.fetch_add(1, Ordering::Relaxed);
                     seen.api_max_us
                         .fetch_max(took.as_micros() as u64, Ordering::Relaxed);
-                    // Two operations, each within the timeout.
-                    if took > 2 * TIMEOUT + SLACK {
+                    // Three operations, each within the timeout (a
+                    // computation on a failing store costs one at most).
+                    if took > 3 * TIMEOUT + SLACK {
                         seen.api_over_bound.fetch_add(1, Ordering::Relaxed);
                     }
                     if outcome.is_err() {
@@ -170,6 +212,52 @@ impl Load {
     }
 }
 
+/// What one fault did to the load, for README's table.
+struct Report<'a> {
+    fault: &'a str,
+    recovery: Duration,
+    computed_per_s: u64,
+    circuit_opened: bool,
+}
+
+/// Checks the load's record, resets the computation gauge, and prints the
+/// fault's `RESULT` line.
+fn assert_correct_and_report(seen: &Observed, r: Report<'_>) {
+    let what = r.fault;
+    assert_correct(seen, what);
+    let peak = PEAK_RUNNING.swap(0, Ordering::AcqRel);
+    assert!(
+        peak <= KEYS,
+        "{what}: {peak} computations at once over {KEYS} keys: single-flight broke"
+    );
+    let max_ms = seen.max_us.load(Ordering::Relaxed) / 1000;
+    let bound = (TIMEOUT + WORK + SLACK).as_millis();
+    note(format!(
+        "RESULT | {what} | recovery {} ms | slowest cached call {max_ms} ms (bound {bound} ms) | \
+         {} cached calls, 0 wrong, 0 errors | peak {peak} computations at once over {KEYS} keys, \
+         {} computations/s while failing | circuit opened: {}",
+        r.recovery.as_millis(),
+        seen.calls.load(Ordering::Relaxed),
+        r.computed_per_s,
+        if r.circuit_opened { "yes" } else { "no" },
+    ));
+}
+
+/// Watches the next `window` of a fault: computations per second, and
+/// whether the circuit was seen open (it is half-open between probes).
+async fn observe(window: Duration) -> (u64, bool) {
+    let before = COMPUTED.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let mut opened = false;
+    while started.elapsed() < window {
+        opened |= cachekit::health().await.circuit == Some(CircuitState::Open);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let per_s = (COMPUTED.load(Ordering::Relaxed) - before) * 1000
+        / started.elapsed().as_millis().max(1) as u64;
+    (per_s, opened)
+}
+
 fn assert_correct(seen: &Observed, what: &str) {
     assert!(
         seen.calls.load(Ordering::Relaxed) > 0,
@@ -194,6 +282,11 @@ fn assert_correct(seen: &Observed, what: &str) {
         seen.api_over_bound.load(Ordering::Relaxed),
         0,
         "{what}: Cache API calls past their bound"
+    );
+    assert_eq!(
+        seen.computed_api_failures.load(Ordering::Relaxed),
+        0,
+        "{what}: get_or_compute failed or returned a wrong value"
     );
 }
 
@@ -227,24 +320,20 @@ fn redis_killed_mid_run_then_restarted() {
         let load = Load::start(256);
         tokio::time::sleep(Duration::from_secs(1)).await;
         server.kill();
-        let killed = Instant::now();
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let computed_during = COMPUTED.load(Ordering::Relaxed);
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let per_second_down = COMPUTED.load(Ordering::Relaxed) - computed_during;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (computed_per_s, circuit_opened) = observe(Duration::from_secs(1)).await;
         server.restart();
         let recovery = time_until_caching_works(Duration::from_secs(15)).await;
         let seen = load.stop("killed").await;
-        note(format!(
-            "killed: caching resumed {recovery:?} after the restart ({:?} after the kill); {per_second_down} computations/s while down",
-            killed.elapsed()
-        ));
-        assert_correct(&seen, "killed");
-        // Single-flight holds while Redis is down: at most one computation
-        // per key at a time, not one per caller.
-        assert!(
-            per_second_down < 64 * 1000 / WORK.as_millis() as u64,
-            "computation storm: {per_second_down}/s"
+        assert!(circuit_opened, "killed: the circuit opened");
+        assert_correct_and_report(
+            &seen,
+            Report {
+                fault: "killed (SIGKILL), restarted after 3 s",
+                recovery,
+                computed_per_s,
+                circuit_opened,
+            },
         );
     });
 }
@@ -256,7 +345,7 @@ fn redis_paused_with_sigstop() {
         let server = RedisServer::start();
         cachekit::init(config(&server.url())).await.unwrap();
         time_until_caching_works(Duration::from_secs(5)).await;
-        let load = Load::start(100);
+        let load = Load::start(256);
         tokio::time::sleep(Duration::from_millis(500)).await;
         server.pause();
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -275,22 +364,26 @@ fn redis_paused_with_sigstop() {
             "an open circuit fails fast ({:?})",
             started.elapsed()
         );
-        tokio::time::sleep(Duration::from_secs(8)).await;
+        let (computed_per_s, _) = observe(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_secs(7)).await;
         server.resume();
-        let resumed = Instant::now();
         let recovery = time_until_caching_works(Duration::from_secs(15)).await;
         let seen = load.stop("paused 10 s").await;
-        note(format!(
-            "paused: caching resumed {recovery:?} after SIGCONT ({:?})",
-            resumed.elapsed()
-        ));
-        assert_correct(&seen, "paused");
         assert_eq!(cachekit::health().await.circuit, Some(CircuitState::Closed));
+        assert_correct_and_report(
+            &seen,
+            Report {
+                fault: "paused (SIGSTOP) for 10 s",
+                recovery,
+                computed_per_s,
+                circuit_opened: true,
+            },
+        );
     });
 }
 
 #[test]
-fn redis_client_pause_and_debug_sleep() {
+fn redis_client_pause() {
     run(async {
         let _serial = SERIAL.lock().await;
         let server = RedisServer::start();
@@ -298,38 +391,70 @@ fn redis_client_pause_and_debug_sleep() {
         time_until_caching_works(Duration::from_secs(5)).await;
         let load = Load::start(256);
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let _: () = server.cmd(&["CLIENT", "PAUSE", "2000", "ALL"]);
-        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        let _: () = server.cmd(&["CLIENT", "PAUSE", "3000", "ALL"]);
+        let paused = Instant::now();
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let (computed_per_s, circuit_opened) = observe(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_secs(3).saturating_sub(paused.elapsed())).await;
         let recovery = time_until_caching_works(Duration::from_secs(15)).await;
-        note(format!(
-            "CLIENT PAUSE 2 s: caching resumed {recovery:?} after it ended"
-        ));
-        // A server that answers slowly: DEBUG SLEEP blocks it for 2 s.
+        let seen = load.stop("CLIENT PAUSE").await;
+        assert!(circuit_opened, "CLIENT PAUSE: the circuit opened");
+        assert_correct_and_report(
+            &seen,
+            Report {
+                fault: "CLIENT PAUSE ALL for 3 s",
+                recovery,
+                computed_per_s,
+                circuit_opened,
+            },
+        );
+    });
+}
+
+#[test]
+fn redis_slowed_by_debug_sleep() {
+    run(async {
+        let _serial = SERIAL.lock().await;
+        let server = RedisServer::start();
+        cachekit::init(config(&server.url())).await.unwrap();
+        time_until_caching_works(Duration::from_secs(5)).await;
+        let load = Load::start(256);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // A server that answers slowly: DEBUG SLEEP blocks it for 3 s.
         let url = server.url();
         let sleeper = std::thread::spawn(move || {
             let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
             let _: () = redis::cmd("DEBUG")
                 .arg("SLEEP")
-                .arg("2")
+                .arg("3")
                 .query(&mut conn)
                 .unwrap();
         });
-        tokio::time::sleep(Duration::from_millis(2_500)).await;
-        sleeper.join().unwrap();
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let (computed_per_s, circuit_opened) = observe(Duration::from_secs(1)).await;
+        tokio::task::spawn_blocking(move || sleeper.join().unwrap())
+            .await
+            .unwrap();
         let recovery = time_until_caching_works(Duration::from_secs(15)).await;
-        let seen = load.stop("CLIENT PAUSE and DEBUG SLEEP").await;
-        note(format!(
-            "DEBUG SLEEP 2 s: caching resumed {recovery:?} after it ended"
-        ));
-        assert_correct(&seen, "slow server");
+        let seen = load.stop("DEBUG SLEEP").await;
+        assert!(circuit_opened, "DEBUG SLEEP: the circuit opened");
+        assert_correct_and_report(
+            &seen,
+            Report {
+                fault: "slow: DEBUG SLEEP 3 s",
+                recovery,
+                computed_per_s,
+                circuit_opened,
+            },
+        );
     });
 }
 
 #[test]
-fn connections_cut_mid_reply_and_restart_empty() {
+fn connections_killed_by_the_server() {
     run(async {
         let _serial = SERIAL.lock().await;
-        let mut server = RedisServer::start();
+        let server = RedisServer::start();
         cachekit::init(config(&server.url())).await.unwrap();
         time_until_caching_works(Duration::from_secs(5)).await;
         let load = Load::start(256);
@@ -354,18 +479,77 @@ fn connections_cut_mid_reply_and_restart_empty() {
             assert!(killed >= 1, "cachekit's connection was cut");
         }
         let recovery = time_until_caching_works(Duration::from_secs(15)).await;
-        note(format!(
-            "connections cut: caching resumed {recovery:?} after the last cut"
-        ));
+        let seen = load.stop("connections killed").await;
+        assert_correct_and_report(
+            &seen,
+            Report {
+                fault: "connections killed (CLIENT KILL, 5 times)",
+                recovery,
+                computed_per_s: 0,
+                circuit_opened: false,
+            },
+        );
+    });
+}
+
+#[test]
+fn connections_cut_mid_reply() {
+    run(async {
+        let _serial = SERIAL.lock().await;
+        let server = RedisServer::start();
+        let proxy = Proxy::start(server.port);
+        cachekit::init(config(&proxy.url())).await.unwrap();
+        time_until_caching_works(Duration::from_secs(5)).await;
+        let load = Load::start(256);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for _ in 0..5 {
+            // The proxy waits for the next reply bytes on any connection,
+            // forwards half of them, and closes everything.
+            let cutter = proxy.cutter();
+            let cut = tokio::task::spawn_blocking(move || cutter.cut_mid_reply());
+            assert!(cut.await.unwrap(), "a reply was cut");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let recovery = time_until_caching_works(Duration::from_secs(15)).await;
+        let seen = load.stop("cut mid-reply").await;
+        assert!(proxy.cuts() >= 5);
+        assert_correct_and_report(
+            &seen,
+            Report {
+                fault: "connections cut mid-reply (proxy, 5 times)",
+                recovery,
+                computed_per_s: 0,
+                circuit_opened: false,
+            },
+        );
+    });
+}
+
+#[test]
+fn redis_restarted_empty() {
+    run(async {
+        let _serial = SERIAL.lock().await;
+        let mut server = RedisServer::start();
+        cachekit::init(config(&server.url())).await.unwrap();
+        time_until_caching_works(Duration::from_secs(5)).await;
+        let load = Load::start(256);
+        tokio::time::sleep(Duration::from_millis(500)).await;
         // Restarted empty: every value is recomputed, none is wrong.
         server.restart();
         let recovery = time_until_caching_works(Duration::from_secs(15)).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let seen = load.stop("cut and restarted empty").await;
-        note(format!(
-            "restarted empty: caching resumed {recovery:?} after the restart"
-        ));
-        assert_correct(&seen, "cut connections");
+        let seen = load.stop("restarted empty").await;
+        let keys: i64 = server.cmd(&["DBSIZE"]);
+        assert!(keys >= KEYS as i64, "refilled: {keys} keys");
+        assert_correct_and_report(
+            &seen,
+            Report {
+                fault: "restarted empty",
+                recovery,
+                computed_per_s: 0,
+                circuit_opened: false,
+            },
+        );
     });
 }
 
@@ -394,6 +578,10 @@ fn init_succeeds_with_nothing_listening() {
             SESSIONS.get::<u32>("x").await.is_err(),
             "the explicit API reports the outage"
         );
+        let load = Load::start(256);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (computed_per_s, circuit_opened) = observe(Duration::from_secs(1)).await;
+        assert!(circuit_opened, "nothing listening: the circuit opened");
         // Redis arrives later on that port: caching starts by itself.
         let mut late = None;
         for _ in 0..20 {
@@ -405,9 +593,16 @@ fn init_succeeds_with_nothing_listening() {
         }
         let _late = late.expect("start redis-server on the chosen port");
         let recovery = time_until_caching_works(Duration::from_secs(15)).await;
-        note(format!(
-            "nothing listening at init: caching started {recovery:?} after Redis did"
-        ));
+        let seen = load.stop("nothing listening at init").await;
+        assert_correct_and_report(
+            &seen,
+            Report {
+                fault: "nothing listening at init, started later",
+                recovery,
+                computed_per_s,
+                circuit_opened,
+            },
+        );
     });
 }
 

@@ -166,10 +166,49 @@ async fn tagged(id: String, tag: String) -> String {
 /// Strings that break naive key layouts.
 fn hostile_strings() -> Vec<String> {
     let mut v: Vec<String> = [
-        "", "*", "?", "[a-z]", "[^a]", "\\", "\\*", "a*b", "**", ":", "a:b", "a%3Ab", "%", "%25",
-        "%none", "%empty", "%s", "%h", "%h00", ",", "a,b", "#", "#gen", "#idx:user:x", "{tag}",
-        "{", "}", " ", "a b", "\n", "\r\n", "\t", "\0", "\u{7f}", "héllo", "日本語", "🦀",
-        "\u{202E}rtl", "zero\u{200B}width", "e\u{301}", "\u{e9}", "null", "\"quoted\"",
+        "",
+        "*",
+        "?",
+        "[a-z]",
+        "[^a]",
+        "\\",
+        "\\*",
+        "a*b",
+        "**",
+        ":",
+        "a:b",
+        "a%3Ab",
+        "%",
+        "%25",
+        "%none",
+        "%empty",
+        "%s",
+        "%h",
+        "%h00",
+        ",",
+        "a,b",
+        "#",
+        "#gen",
+        "#idx:user:x",
+        "{tag}",
+        "{",
+        "}",
+        " ",
+        "a b",
+        "\n",
+        "\r\n",
+        "\t",
+        "\0",
+        "\u{7f}",
+        "héllo",
+        "日本語",
+        "🦀",
+        "\u{202E}rtl",
+        "zero\u{200B}width",
+        "e\u{301}",
+        "\u{e9}",
+        "null",
+        "\"quoted\"",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -180,7 +219,12 @@ fn hostile_strings() -> Vec<String> {
     v.push("é".repeat(5 * 1024));
     v.push(":".repeat(10 * 1024));
     // Around the hashing limit.
-    for len in [MAX_KEY_LEN - 6, MAX_KEY_LEN - 5, MAX_KEY_LEN - 4, MAX_KEY_LEN] {
+    for len in [
+        MAX_KEY_LEN - 6,
+        MAX_KEY_LEN - 5,
+        MAX_KEY_LEN - 4,
+        MAX_KEY_LEN,
+    ] {
         v.push("m".repeat(len));
     }
     v
@@ -200,10 +244,19 @@ fn garbage() -> Vec<(&'static str, Vec<u8>)> {
         ("a JSON string", b"\"item\"".to_vec()),
         ("null", b"null".to_vec()),
         ("an object missing fields", br#"{"id":1}"#.to_vec()),
-        ("wrong field types", br#"{"id":"1","name":2,"tags":{}}"#.to_vec()),
-        ("a huge number", br#"{"id":1e999,"name":"x","tags":[]}"#.to_vec()),
+        (
+            "wrong field types",
+            br#"{"id":"1","name":2,"tags":{}}"#.to_vec(),
+        ),
+        (
+            "a huge number",
+            br#"{"id":1e999,"name":"x","tags":[]}"#.to_vec(),
+        ),
         ("deep nesting", nested.into_bytes()),
-        ("invalid UTF-8 in a string", b"{\"id\":1,\"name\":\"\xFF\",\"tags\":[]}".to_vec()),
+        (
+            "invalid UTF-8 in a string",
+            b"{\"id\":1,\"name\":\"\xFF\",\"tags\":[]}".to_vec(),
+        ),
         // Other framings: our magic with another version, unknown flags, a
         // signature without a secret, compression without the feature,
         // truncated metadata; and other libraries' formats.
@@ -214,14 +267,23 @@ fn garbage() -> Vec<(&'static str, Vec<u8>)> {
             v.extend_from_slice(&[0u8; 32]);
             v
         }),
-        ("compressed, no lz4 here", b"\xFFC\x01\x04\x05\x00\x00\x00garbage".to_vec()),
+        (
+            "compressed, no lz4 here",
+            b"\xFFC\x01\x04\x05\x00\x00\x00garbage".to_vec(),
+        ),
         ("MessagePack flag", b"\xFFC\x01\x01\x81\xA2id\x01".to_vec()),
         ("truncated times", b"\xFFC\x01\x08\x01\x02".to_vec()),
-        ("truncated indexes", b"\xFFC\x01\x10\xFF\xFF\x05\x00ab".to_vec()),
+        (
+            "truncated indexes",
+            b"\xFFC\x01\x10\xFF\xFF\x05\x00ab".to_vec(),
+        ),
         ("magic only", b"\xFFC".to_vec()),
         ("gzip", b"\x1F\x8B\x08\x00\x00\x00\x00\x00".to_vec()),
         ("pickle", b"\x80\x04\x95\x05\x00\x00\x00".to_vec()),
-        ("an envelope of another library", br#"{"v":1,"data":{"id":1,"name":"x","tags":[]}}"#.to_vec()),
+        (
+            "an envelope of another library",
+            br#"{"v":1,"data":{"id":1,"name":"x","tags":[]}}"#.to_vec(),
+        ),
         ("20 MB of garbage", vec![b'#'; 20 * 1024 * 1024]),
         ("20 MB of another type", {
             let mut v = b"\"".to_vec();
@@ -247,7 +309,11 @@ fn garbage_entries_are_misses_and_get_overwritten() {
             assert_eq!(item(id).await, item_value(id), "{what}");
             assert_eq!(computed("item") - before, 1, "{what}: a miss");
             assert_eq!(item(id).await, item_value(id), "{what}");
-            assert_eq!(computed("item") - before, 1, "{what}: overwritten, then a hit");
+            assert_eq!(
+                computed("item") - before,
+                1,
+                "{what}: overwritten, then a hit"
+            );
 
             // The explicit API: absent, or a clear error, never a panic.
             let ns_key = format!("raw:{id}");
@@ -296,7 +362,11 @@ fn entries_of_another_redis_type_fail_open() {
         for _ in 0..3 {
             assert_eq!(item(7).await, item_value(7));
         }
-        assert_eq!(computed("item") - before, 3, "computes while the key is a list");
+        assert_eq!(
+            computed("item") - before,
+            3,
+            "computes while the key is a list"
+        );
         static RAW: Cache = Cache::new("raw", Duration::from_secs(60));
         let err = RAW.get::<String>("h").await.unwrap_err();
         assert!(
@@ -392,11 +462,22 @@ fn hostile_placeholder_values_are_injective_and_never_widen() {
                         !value_part.contains(['*', '?', '[', ']', '\\', ' ', '\n', '{', '}']),
                         "{k:?} holds a raw metacharacter"
                     );
-                    assert!(k.len() <= "name:".len() + MAX_KEY_LEN, "long keys are hashed");
+                    assert!(
+                        k.len() <= "name:".len() + MAX_KEY_LEN,
+                        "long keys are hashed"
+                    );
                 }
             }
             // Invalidating a value deletes its entry only, whatever it holds.
-            for target in ["*", "?", "[a-z]", "\\", "**", "%", "k".repeat(10 * 1024).as_str()] {
+            for target in [
+                "*",
+                "?",
+                "[a-z]",
+                "\\",
+                "**",
+                "%",
+                "k".repeat(10 * 1024).as_str(),
+            ] {
                 drop_name(target.to_owned()).await.unwrap();
                 let before = computed("by_name");
                 for v in &values {
@@ -477,7 +558,11 @@ fn hostile_keys_through_the_cache_api() {
             }
             assert!(stored.len() >= 40, "{name}");
             for (key, i) in &stored {
-                assert_eq!(KEYS.get::<usize>(key).await.unwrap(), Some(*i), "{name}: {key:?}");
+                assert_eq!(
+                    KEYS.get::<usize>(key).await.unwrap(),
+                    Some(*i),
+                    "{name}: {key:?}"
+                );
             }
             let keys: Vec<&str> = stored.iter().map(|(k, _)| k.as_str()).collect();
             let many: Vec<Option<usize>> = KEYS.get_many(&keys).await.unwrap();
@@ -520,7 +605,10 @@ fn hostile_keys_through_the_cache_api() {
             assert_eq!(KEYS.get_by_index::<i32>("a:b", "c").await.unwrap(), vec![1]);
             assert_eq!(KEYS.get_by_index::<i32>("a", "b:c").await.unwrap(), vec![2]);
             assert_eq!(KEYS.get_by_index::<i32>("a", "*").await.unwrap(), vec![3]);
-            assert_eq!(KEYS.get_by_index::<i32>("a", "?").await.unwrap(), Vec::<i32>::new());
+            assert_eq!(
+                KEYS.get_by_index::<i32>("a", "?").await.unwrap(),
+                Vec::<i32>::new()
+            );
             assert_eq!(
                 KEYS.get_by_index::<i32>("a", &"v".repeat(10 * 1024))
                     .await
@@ -560,7 +648,9 @@ fn hashed_form(key: &str) -> String {
 fn namespaces_that_prefix_each_other_stay_apart() {
     run(async {
         let _serial = SERIAL.lock().await;
-        const NAMES: [&str; 7] = ["s", "sign", "signup", "sign-up", "sign.up", "sign_up", "signups"];
+        const NAMES: [&str; 7] = [
+            "s", "sign", "signup", "sign-up", "sign.up", "sign_up", "signups",
+        ];
         let caches: Vec<Cache> = NAMES
             .iter()
             .map(|ns| Cache::new(ns, Duration::from_secs(60)))
@@ -581,7 +671,12 @@ fn namespaces_that_prefix_each_other_stay_apart() {
                 async move {
                     for (i, c) in caches.iter().enumerate() {
                         let expect = (i != gone).then_some(i);
-                        assert_eq!(c.get::<usize>("k").await.unwrap(), expect, "{name} {}", NAMES[i]);
+                        assert_eq!(
+                            c.get::<usize>("k").await.unwrap(),
+                            expect,
+                            "{name} {}",
+                            NAMES[i]
+                        );
                         assert_eq!(c.get::<usize>("up:k").await.unwrap(), expect);
                         assert_eq!(
                             c.get_by_index::<usize>("user", "ada").await.unwrap(),
@@ -596,7 +691,12 @@ fn namespaces_that_prefix_each_other_stay_apart() {
             for gone in 0..NAMES.len() {
                 fill().await;
                 // `sign` cleared: `signup`, `sign-up`, ... untouched.
-                assert_eq!(caches[gone].clear().await.unwrap(), 4, "{name} {}", NAMES[gone]);
+                assert_eq!(
+                    caches[gone].clear().await.unwrap(),
+                    4,
+                    "{name} {}",
+                    NAMES[gone]
+                );
                 check_all_but(gone).await;
             }
             for gone in 0..NAMES.len() {

@@ -364,8 +364,11 @@ fn glob_match_agrees_with_redis_scan_match() {
                     all.push(format!("pair:{}:*", render(v.as_str())));
                 }
                 for pattern in &all {
-                    let expected: HashSet<String> =
-                        keys.iter().filter(|k| glob_match(pattern, k)).cloned().collect();
+                    let expected: HashSet<String> = keys
+                        .iter()
+                        .filter(|k| glob_match(pattern, k))
+                        .cloned()
+                        .collect();
                     let redis = scan_match(conn, pattern);
                     prop_assert_eq!(&expected, &redis, "pattern {:?}", pattern);
                     compared.set(compared.get() + 1);

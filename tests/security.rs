@@ -553,7 +553,12 @@ fn values_written_or_copied_by_others_are_rejected() {
             .unwrap();
         let dave: Vec<u8> = server.cmd(&["GET", "signed:dave"]);
         set_raw(&server, "signed:eve", &dave);
-        let _: i64 = server.cmd(&["ZADD", "signed#idx:team:blue", "99999999999999", "signed:eve"]);
+        let _: i64 = server.cmd(&[
+            "ZADD",
+            "signed#idx:team:blue",
+            "99999999999999",
+            "signed:eve",
+        ]);
         assert_eq!(
             SIGNED.keys_by_index("team", "blue").await.unwrap(),
             vec!["dave".to_owned()]

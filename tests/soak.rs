@@ -87,7 +87,11 @@ fn next(n: &mut u64) -> u64 {
 
 /// Starts the callers: 200 on cached functions, 48 on the `Cache` API, 8
 /// invalidating.
-fn start(stop: &Arc<AtomicBool>, seen: &Arc<Seen>, stream_base: u64) -> Vec<tokio::task::JoinHandle<()>> {
+fn start(
+    stop: &Arc<AtomicBool>,
+    seen: &Arc<Seen>,
+    stream_base: u64,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     for caller in 0..200u64 {
         let (stop, seen) = (stop.clone(), seen.clone());
@@ -206,8 +210,12 @@ fn start(stop: &Arc<AtomicBool>, seen: &Arc<Seen>, stream_base: u64) -> Vec<toki
                 let r = next(&mut n);
                 let outcome = match r % 4 {
                     0 => item_invalidate(r % 5_000, (r % 5_000) % 16).await.map(drop),
-                    1 => cachekit::invalidate_tag(&format!("grp:{}", r % 16)).await.map(drop),
-                    2 => cachekit::invalidate(&format!("soak:{}*", r % 10)).await.map(drop),
+                    1 => cachekit::invalidate_tag(&format!("grp:{}", r % 16))
+                        .await
+                        .map(drop),
+                    2 => cachekit::invalidate(&format!("soak:{}*", r % 10))
+                        .await
+                        .map(drop),
                     _ => cachekit::invalidate_namespace("soak-ns").await.map(drop),
                 };
                 seen.invalidations.fetch_add(1, Ordering::Relaxed);
@@ -307,10 +315,23 @@ async fn soak(what: &str, secs: u64, stream_base: u64) -> (Arc<Seen>, Footprint)
 }
 
 fn assert_steady(what: &str, seen: &Seen, f: &Footprint, rss_slack_mb: u64) {
-    assert!(seen.cached_calls.load(Ordering::Relaxed) > 0, "{what}: no calls");
-    assert!(seen.api_calls.load(Ordering::Relaxed) > 0, "{what}: no API calls");
-    assert!(seen.invalidations.load(Ordering::Relaxed) > 0, "{what}: no invalidations");
-    assert_eq!(seen.wrong.load(Ordering::Relaxed), 0, "{what}: wrong values");
+    assert!(
+        seen.cached_calls.load(Ordering::Relaxed) > 0,
+        "{what}: no calls"
+    );
+    assert!(
+        seen.api_calls.load(Ordering::Relaxed) > 0,
+        "{what}: no API calls"
+    );
+    assert!(
+        seen.invalidations.load(Ordering::Relaxed) > 0,
+        "{what}: no invalidations"
+    );
+    assert_eq!(
+        seen.wrong.load(Ordering::Relaxed),
+        0,
+        "{what}: wrong values"
+    );
     assert_eq!(seen.errors.load(Ordering::Relaxed), 0, "{what}: errors");
     assert!(
         f.rss_peak_kb <= f.rss_warm_kb + rss_slack_mb * 1024,
@@ -358,7 +379,10 @@ fn steady_footprint_under_full_concurrency() {
             clients_after <= clients_before,
             "connections leaked: {clients_before} before, {clients_after} after"
         );
-        assert!(clients_before <= 3, "one shared connection and the listener");
+        assert!(
+            clients_before <= 3,
+            "one shared connection and the listener"
+        );
         assert_steady("redis", &seen, &footprint, 64);
 
         // The embedded store, bounded to 16 MB under a stream of 1 kB

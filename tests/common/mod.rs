@@ -421,9 +421,21 @@ pub mod pki {
             openssl(
                 &dir,
                 &[
-                    "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out",
-                    "ca.crt", "-days", "2", "-config", "ca.cnf",
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                    "-nodes",
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.crt",
+                    "-days",
+                    "2",
+                    "-config",
+                    "ca.cnf",
                 ],
             );
             Ca {
@@ -453,18 +465,41 @@ pub mod pki {
             openssl(
                 &self.dir,
                 &[
-                    "req", "-new", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", &key, "-out", &csr,
-                    "-subj", "/CN=cachekit-test-server",
+                    "req",
+                    "-new",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                    "-nodes",
+                    "-keyout",
+                    &key,
+                    "-out",
+                    &csr,
+                    "-subj",
+                    "/CN=cachekit-test-server",
                 ],
             );
             let serial = format!("{}", std::process::id() as u64 * 1000 + fastrand_serial());
             openssl(
                 &self.dir,
                 &[
-                    "x509", "-req", "-in", &csr, "-CA", &self.cert.display().to_string(),
-                    "-CAkey", &self.key.display().to_string(), "-set_serial", &serial,
-                    "-out", &cert, "-days", "2", "-extfile", &ext,
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    &self.cert.display().to_string(),
+                    "-CAkey",
+                    &self.key.display().to_string(),
+                    "-set_serial",
+                    &serial,
+                    "-out",
+                    &cert,
+                    "-days",
+                    "2",
+                    "-extfile",
+                    &ext,
                 ],
             );
             ServerCert {
@@ -484,5 +519,139 @@ pub mod pki {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+/// A TCP proxy in front of a server, that can cut its connections in the
+/// middle of a reply: the fault a real server cannot produce on demand.
+pub mod proxy {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    struct State {
+        /// Cut every connection at the next reply bytes.
+        cut: AtomicBool,
+        cuts: AtomicU64,
+        open: Mutex<Vec<TcpStream>>,
+        closed: AtomicBool,
+    }
+
+    /// A proxy on a free port of 127.0.0.1 forwarding to `upstream`.
+    pub struct Proxy {
+        pub port: u16,
+        state: Arc<State>,
+    }
+
+    impl Proxy {
+        pub fn start(upstream_port: u16) -> Proxy {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+            let port = listener.local_addr().expect("addr").port();
+            let state = Arc::new(State::default());
+            let shared = state.clone();
+            std::thread::spawn(move || {
+                for client in listener.incoming() {
+                    if shared.closed.load(Ordering::Acquire) {
+                        return;
+                    }
+                    let Ok(client) = client else { continue };
+                    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream_port)) else {
+                        let _ = client.shutdown(Shutdown::Both);
+                        continue;
+                    };
+                    let _ = client.set_nodelay(true);
+                    let _ = server.set_nodelay(true);
+                    {
+                        let mut open = shared.open.lock().unwrap();
+                        open.retain(|s| s.peer_addr().is_ok());
+                        open.push(client.try_clone().unwrap());
+                        open.push(server.try_clone().unwrap());
+                    }
+                    let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                    std::thread::spawn(move || pump(client, server, None));
+                    let state = shared.clone();
+                    std::thread::spawn(move || pump(s2, c2, Some(state)));
+                }
+            });
+            Proxy { port, state }
+        }
+
+        /// `redis://127.0.0.1:port` of the proxy.
+        pub fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}", self.port)
+        }
+
+        /// A handle that can cut connections from another thread.
+        pub fn cutter(&self) -> Cutter {
+            Cutter(self.state.clone())
+        }
+
+        /// Cuts made so far.
+        pub fn cuts(&self) -> u64 {
+            self.state.cuts.load(Ordering::Acquire)
+        }
+    }
+
+    /// Cuts the connections of a [`Proxy`].
+    pub struct Cutter(Arc<State>);
+
+    impl Cutter {
+        /// Cuts every connection in the middle of the next reply it
+        /// carries: half of the bytes reach the client, then both sides
+        /// are closed. Blocks until a cut happened (or 2 s passed).
+        pub fn cut_mid_reply(&self) -> bool {
+            let state = &self.0;
+            let before = state.cuts.load(Ordering::Acquire);
+            state.cut.store(true, Ordering::Release);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            while std::time::Instant::now() < deadline {
+                if state.cuts.load(Ordering::Acquire) > before {
+                    return true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            state.cut.store(false, Ordering::Release);
+            false
+        }
+    }
+
+    impl Drop for Proxy {
+        fn drop(&mut self) {
+            self.state.closed.store(true, Ordering::Release);
+            for s in self.state.open.lock().unwrap().drain(..) {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+            // Wake the accept loop so that it sees `closed`.
+            let _ = TcpStream::connect(("127.0.0.1", self.port));
+        }
+    }
+
+    /// Copies `from` to `to`; replies (`cut` given) may be cut halfway.
+    fn pump(mut from: TcpStream, mut to: TcpStream, cut: Option<Arc<State>>) {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if let Some(state) = &cut
+                && n >= 2
+                && state.cut.swap(false, Ordering::AcqRel)
+            {
+                let _ = to.write_all(&buf[..n / 2]);
+                state.cuts.fetch_add(1, Ordering::AcqRel);
+                for s in state.open.lock().unwrap().drain(..) {
+                    let _ = s.shutdown(Shutdown::Both);
+                }
+                break;
+            }
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = from.shutdown(Shutdown::Both);
+        let _ = to.shutdown(Shutdown::Both);
     }
 }
