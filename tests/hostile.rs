@@ -699,9 +699,9 @@ fn namespaces_that_prefix_each_other_stay_apart() {
                 );
                 check_all_but(gone).await;
             }
-            for gone in 0..NAMES.len() {
+            for (gone, ns) in NAMES.iter().enumerate() {
                 fill().await;
-                cachekit::invalidate_namespace(NAMES[gone]).await.unwrap();
+                cachekit::invalidate_namespace(ns).await.unwrap();
                 check_all_but(gone).await;
             }
         }
