@@ -33,8 +33,8 @@ use common::{RedisServer, note, run};
 const TIMEOUT: Duration = Duration::from_millis(250);
 /// What a computation costs.
 const WORK: Duration = Duration::from_millis(2);
-/// Scheduling slack on a loaded 2-core machine.
-const SLACK: Duration = Duration::from_millis(400);
+/// Scheduling slack on a loaded 2-core machine (shared with builds).
+const SLACK: Duration = Duration::from_millis(750);
 
 /// Keys the load spreads over.
 const KEYS: u64 = 64;
@@ -111,6 +111,7 @@ impl Drop for Load {
 
 impl Load {
     fn start(callers: usize) -> Load {
+        PEAK_RUNNING.store(RUNNING.load(Ordering::Acquire), Ordering::Release);
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Observed::default());
         let bound = TIMEOUT + WORK + SLACK;
@@ -460,23 +461,18 @@ fn connections_killed_by_the_server() {
         let load = Load::start(256);
         for _ in 0..5 {
             tokio::time::sleep(Duration::from_millis(300)).await;
-            // Cut only once cachekit is connected again (it reconnects in
-            // the background; under load that can take a moment).
-            let reconnected = Instant::now();
-            while server
-                .cmd::<String>(&["CLIENT", "LIST", "TYPE", "normal"])
-                .lines()
-                .count()
-                < 2
-            {
-                assert!(
-                    reconnected.elapsed() < Duration::from_secs(10),
-                    "cachekit did not reconnect"
-                );
+            // cachekit reconnects in the background; cut its connection
+            // once it is back.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let killed: i64 =
+                    server.cmd(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]);
+                if killed >= 1 {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "cachekit never reconnected");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            let killed: i64 = server.cmd(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]);
-            assert!(killed >= 1, "cachekit's connection was cut");
         }
         let recovery = time_until_caching_works(Duration::from_secs(15)).await;
         let seen = load.stop("connections killed").await;

@@ -228,7 +228,7 @@ fn tls_servers_whose_certificate_does_not_verify_are_refused() {
         let started = std::time::Instant::now();
         static PLAIN: Cache = Cache::new("plain", Duration::from_secs(60));
         assert!(PLAIN.get::<String>("k").await.is_err());
-        assert!(started.elapsed() < TIMEOUT * 4);
+        assert!(started.elapsed() < Duration::from_secs(3), "never hangs");
         assert_eq!(account(43).await, account_value(43));
         assert_no_secret_logged();
     });
