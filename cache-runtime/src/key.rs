@@ -526,6 +526,11 @@ impl Layout {
 /// Whether `key` matches the Redis glob `pattern` (`*`, `?`, `[abc]`,
 /// `[^a-z]`, `\x`), with the semantics of Redis' `stringmatchlen`.
 pub fn glob_match(pattern: &str, key: &str) -> bool {
+    // Redis matches nothing against an empty key (its loop never runs), but
+    // `SCAN` and `KEYS` take the pattern `*` as "every key" without matching.
+    if key.is_empty() {
+        return pattern.is_empty() || pattern == "*";
+    }
     let p = pattern.as_bytes();
     let s = key.as_bytes();
     let (mut pi, mut si) = (0, 0);
@@ -611,7 +616,10 @@ fn match_class(p: &[u8], start: usize, c: u8) -> Option<(bool, usize)> {
             }
             b']' => return Some((matched != negate, i + 1)),
             lo if i + 2 < p.len() && p[i + 1] == b'-' => {
-                let hi = p[i + 2];
+                // Redis compares range ends as C `char`s, signed on the
+                // platforms it runs on: bytes past 0x7F sort below ASCII
+                // (found by the property test against a real redis-server).
+                let (lo, hi, c) = (lo as i8, p[i + 2] as i8, c as i8);
                 let (lo, hi) = if lo <= hi { (lo, hi) } else { (hi, lo) };
                 if (lo..=hi).contains(&c) {
                     matched = true;
@@ -693,7 +701,16 @@ mod tests {
         assert!(glob_match("[c-a]*", "b"));
         assert!(glob_match("", ""));
         assert!(!glob_match("", "a"));
-        assert!(glob_match("**", ""));
+        // An empty key, as `SCAN MATCH` sees it (found by the property test
+        // against a real redis-server).
+        assert!(glob_match("*", ""));
+        assert!(glob_match("", ""));
+        assert!(!glob_match("**", ""));
+        assert!(!glob_match("?", ""));
+        // Ranges over bytes past 0x7F compare as signed, as in Redis: `é` is
+        // 0xC3 0xA9, so `[é-z]` holds the range 0xA9..z, i.e. -87..122.
+        assert!(glob_match("[^é-[\\]]", "c"));
+        assert!(glob_match("[é-z]x", "ax"));
     }
 
     #[test]
