@@ -367,7 +367,7 @@ fn start_node(
             extra.push(arg.to_owned());
         }
     }
-    RedisServer::spawn(port, &extra)
+    RedisServer::spawn(port, &extra, false)
 }
 
 /// Parses `CLUSTER NODES`.
