@@ -615,6 +615,26 @@ fn hostile_keys_through_the_cache_api() {
                     .unwrap(),
                 vec![4]
             );
+            // Reading an index as another type skips its entries, and
+            // leaves them listed.
+            KEYS.set_indexed("obj", &serde_json::json!({"a": 1}), &[("kind", "obj")])
+                .await
+                .unwrap();
+            assert_eq!(
+                KEYS.get_by_index::<i32>("kind", "obj").await.unwrap(),
+                Vec::<i32>::new()
+            );
+            assert_eq!(
+                KEYS.keys_by_index("kind", "obj").await.unwrap(),
+                vec!["obj".to_owned()],
+                "{name}: still listed"
+            );
+            assert_eq!(
+                KEYS.get_by_index::<serde_json::Value>("kind", "obj")
+                    .await
+                    .unwrap(),
+                vec![serde_json::json!({"a": 1})]
+            );
             // An index key past the envelope's limit is a clear error.
             let huge = "v".repeat(70 * 1024);
             assert!(matches!(

@@ -456,19 +456,22 @@ impl Cache {
         let mut found = Vec::new();
         let mut gone = old;
         for (full, raw) in current.into_iter().zip(raws) {
-            let listed = raw.as_deref().and_then(|raw| {
-                let entry = scope.rt.envelope.decode(&full, raw).ok()?;
-                if !entry.meta.indexes.contains(&index_key) {
-                    return None;
-                }
-                entry.value::<T>(crate::Codec::Json).ok()
-            });
-            match listed {
-                Some(v) => {
+            let entry = raw
+                .as_deref()
+                .and_then(|raw| scope.rt.envelope.decode(&full, raw).ok())
+                .filter(|entry| entry.meta.indexes.contains(&index_key));
+            let Some(entry) = entry else {
+                gone.push(full);
+                continue;
+            };
+            // A listed entry that is not a `T` is skipped, not pruned: reading
+            // an index as another type must not drop its members.
+            match entry.value::<T>(crate::Codec::Json) {
+                Ok(v) => {
                     let relative = scope.relative(&full).expect("partitioned").to_owned();
                     found.push((relative, v));
                 }
-                None => gone.push(full),
+                Err(_) => self.counters().add(Count::DecodeFailure),
             }
         }
         if !gone.is_empty() {
