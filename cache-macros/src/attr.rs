@@ -272,6 +272,17 @@ pub(crate) fn template(
         ));
         return None;
     }
+    if let Some((a, b)) = template.unseparated_placeholders() {
+        errors.push(syn::Error::new(
+            lit.span(),
+            format!(
+                "`{{{a}}}` and `{{{b}}}` need a `:` between them: values never contain an unescaped `:`, \
+                 so `{{{a}}}:{{{b}}}` keeps distinct values apart, and anything else lets two of them \
+                 render the same key"
+            ),
+        ));
+        return None;
+    }
     Some(TemplateLit {
         lit: lit.clone(),
         template,

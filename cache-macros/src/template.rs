@@ -142,6 +142,28 @@ impl Template {
         Ok(parts.into_iter().map(str::to_owned).collect())
     }
 
+    /// Two placeholders with no `:` between them (`{a}{b}`, `{a}-{b}`),
+    /// if any. Rendered values never hold an unescaped `:`, so a `:` between
+    /// two placeholders is what keeps rendering injective: `("ab", "")` and
+    /// `("a", "b")` both render `ab` in `{a}{b}`.
+    pub(crate) fn unseparated_placeholders(&self) -> Option<(String, String)> {
+        let mut previous: Option<&[String]> = None;
+        let mut separated = true;
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(text) => separated |= text.contains(':'),
+                Segment::Placeholder(path) => {
+                    if let (Some(prev), false) = (previous, separated) {
+                        return Some((prev.join("."), path.join(".")));
+                    }
+                    previous = Some(path);
+                    separated = false;
+                }
+            }
+        }
+        None
+    }
+
     /// The placeholders, in order.
     pub(crate) fn placeholders(&self) -> impl Iterator<Item = &[String]> {
         self.segments.iter().filter_map(|s| match s {
@@ -367,6 +389,17 @@ mod tests {
                 prop_assert_eq!(Template::parse(&spaced), Ok(t), "{:?}", spaced);
             }
         }
+    }
+
+    #[test]
+    fn placeholders_must_be_separated() {
+        let check = |t: &str| Template::parse(t).unwrap().unseparated_placeholders();
+        assert_eq!(check("{a}{b}"), Some(("a".into(), "b".into())));
+        assert_eq!(check("x:{a}-{b.c}"), Some(("a".into(), "b.c".into())));
+        assert_eq!(check("{a}:{b}"), None);
+        assert_eq!(check("{a}-x:y-{b}"), None);
+        assert_eq!(check("user{id}suffix"), None);
+        assert_eq!(check("{a}"), None);
     }
 
     #[test]

@@ -337,6 +337,10 @@ where
     F: Future<Output = R>,
 {
     let started = Instant::now();
+    // A hit from the embedded store or the in-process tier never waits on
+    // I/O: spend the task's budget so that a loop of hits still yields to
+    // the other tasks of its worker.
+    tokio::task::consume_budget().await;
     let force = forced();
     let compute = async {
         p.counters.add(Count::Computation);

@@ -498,11 +498,13 @@ impl Layout {
     }
 
     pub(crate) fn index_key(&self, ns: &str, name: &str, value: &str) -> String {
-        let mut out = format!("{}{ns}#idx:", self.prefix);
-        let mut w = KeyWriter::new(&mut out);
+        let mut rendered = String::new();
+        let mut w = KeyWriter::new(&mut rendered);
         w.text(name);
         w.literal(":");
         w.text(value);
+        let mut out = format!("{}{ns}#idx:", self.prefix);
+        push_bounded(&mut out, &rendered);
         out
     }
 

@@ -344,8 +344,24 @@ impl<B: Backend> Backend for Resilient<B> {
         self.inner.subscribe(channel)
     }
 
+    /// A health probe: it asks the store even while the circuit is open, so
+    /// that the real cause (a wrong password, a refused connection) shows
+    /// instead of "circuit open". A success closes the circuit; a failure
+    /// does not count towards opening it.
     fn ping(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(self.run("ping", Idempotent::Yes, move || self.inner.ping()))
+        Box::pin(async move {
+            let outcome = match tokio::time::timeout(self.timeout, self.inner.ping()).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(Error::Timeout {
+                    op: "ping",
+                    after: self.timeout,
+                }),
+            };
+            if outcome.is_ok() {
+                self.breaker.on_success(false);
+            }
+            outcome
+        })
     }
 
     fn is_shared(&self) -> bool {

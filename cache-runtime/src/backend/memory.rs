@@ -181,7 +181,11 @@ impl Backend for MemoryBackend {
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
-        Box::pin(async move { self.get_now(key) })
+        Box::pin(async move {
+            // Never waits on I/O: yield when the task's budget is spent.
+            tokio::task::consume_budget().await;
+            self.get_now(key)
+        })
     }
 
     fn get_with_ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<(Bytes, KeyTtl)>>> {

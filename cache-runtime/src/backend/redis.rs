@@ -436,9 +436,13 @@ impl RedisBackend {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(tuning.connect_timeout))
             .set_response_timeout(Some(tuning.timeout))
-            .set_number_of_retries(3)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(500));
+            // Few, quick reconnection attempts per request: a refused or
+            // failing handshake (a bad certificate, a wrong password) then
+            // surfaces within the operation's timeout, and the resilience
+            // layer (backoff, circuit breaker) paces the next attempts.
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(10))
+            .set_max_delay(Duration::from_millis(50));
         ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(Error::from)
     }
 
