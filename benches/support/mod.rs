@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 #[path = "../../tests/common/mod.rs"]
 pub mod server;
 
+#[allow(unused_imports)]
 pub use server::{RedisServer, run};
 
 /// How much work a bench does.
@@ -334,4 +335,101 @@ pub fn info_field(conn: &mut redis::Connection, section: &str, field: &str) -> u
         .find_map(|l| l.strip_prefix(&format!("{field}:")))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("INFO {section} has no numeric {field}"))
+}
+
+/// A TCP proxy in front of a local server that counts round trips: a round
+/// trip is a burst of bytes from a client that follows the server's last
+/// answer on that connection (one request, or one pipeline, however many
+/// reads it takes). Start it on the runtime the clients use.
+pub struct CountingProxy {
+    pub port: u16,
+    round_trips: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl CountingProxy {
+    pub async fn start(target_port: u16) -> CountingProxy {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let round_trips = Arc::new(AtomicU64::new(0));
+        let counter = round_trips.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await
+                else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let (mut client_rx, mut client_tx) = client.into_split();
+                let (mut server_rx, mut server_tx) = server.into_split();
+                // Whether the last bytes on this connection went to the server.
+                let asking = Arc::new(AtomicBool::new(false));
+                let (asking_up, counter_up) = (asking.clone(), counter.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n @ 1..) = client_rx.read(&mut buf).await {
+                        if !asking_up.swap(true, Ordering::AcqRel) {
+                            counter_up.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if server_tx.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n @ 1..) = server_rx.read(&mut buf).await {
+                        // Before the client can see the answer, so its next
+                        // request counts as a new round trip.
+                        asking.store(false, Ordering::Release);
+                        if client_tx.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        CountingProxy { port, round_trips }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Round trips so far, over every connection through the proxy.
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Deltas of `INFO commandstats` calls per command.
+pub fn command_calls(conn: &mut redis::Connection) -> std::collections::BTreeMap<String, u64> {
+    let info: String = redis_cmd(conn, &["INFO", "commandstats"]);
+    info.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("cmdstat_")?;
+            let (name, fields) = rest.split_once(':')?;
+            let calls = fields.strip_prefix("calls=")?.split(',').next()?.parse().ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect()
+}
+
+/// `after - before` per command, without the zeros and without `info`.
+pub fn command_delta(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+) -> Vec<(String, u64)> {
+    after
+        .iter()
+        .filter(|(name, _)| name.as_str() != "info")
+        .map(|(name, n)| (name.clone(), n - before.get(name).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
 }
