@@ -171,8 +171,9 @@ fn render(t: &TemplateLit, p: &TokenStream) -> TokenStream {
 
 fn render_with(t: &TemplateLit, p: &TokenStream, batch: Option<&Ident>) -> TokenStream {
     let writes = write_template(t, p, None, batch);
+    // One allocation for most keys, instead of a few as the key grows.
     quote!({
-        let mut __cachekit_buf = #p::String::new();
+        let mut __cachekit_buf = #p::String::with_capacity(64);
         let mut __cachekit_w = #p::KeyWriter::new(&mut __cachekit_buf);
         #writes
         __cachekit_buf
@@ -195,7 +196,7 @@ fn render_default(func: &ItemFn, params: &Params, p: &TokenStream) -> TokenStrea
         quote_spanned!(span=> __cachekit_w.literal(":"); #p::key_part(&#n, &mut __cachekit_w);)
     });
     quote!({
-        let mut __cachekit_buf = #p::String::new();
+        let mut __cachekit_buf = #p::String::with_capacity(64);
         let mut __cachekit_w = #p::KeyWriter::new(&mut __cachekit_buf);
         #path
         #(#args)*
