@@ -97,8 +97,15 @@ impl Breaker {
     }
 
     fn on_success(&self, probe: bool) {
-        self.failures.store(0, Ordering::Release);
-        if self.open_until.swap(0, Ordering::AcqRel) != 0 {
+        // Every operation of a healthy backend ends here: read before
+        // writing, so that the breaker's cache line is not bounced between
+        // cores on each call.
+        if self.failures.load(Ordering::Acquire) != 0 {
+            self.failures.store(0, Ordering::Release);
+        }
+        if self.open_until.load(Ordering::Acquire) != 0
+            && self.open_until.swap(0, Ordering::AcqRel) != 0
+        {
             tracing::info!("cache backend answers again; circuit closed");
         }
         if probe {

@@ -165,7 +165,10 @@ impl Counters {
             (&self.miss_ns, &self.miss_max_ns)
         };
         sum.fetch_add(ns, Ordering::Relaxed);
-        max.fetch_max(ns, Ordering::Relaxed);
+        // A new maximum is rare: read first, write only then.
+        if ns > max.load(Ordering::Relaxed) {
+            max.fetch_max(ns, Ordering::Relaxed);
+        }
         #[cfg(feature = "metrics")]
         {
             let label = if matches!(self.scope, Scope::Namespace) {
