@@ -365,6 +365,7 @@ where
     }
 
     let mut failing = false;
+    let ended = rt.flights.ended();
     match lookup::<O::Value>(rt, p, &full).await {
         Found::Hit(v, in_process) => return hit(p, started, in_process, output.restore(v)),
         Found::HitToRefresh(v) => {
@@ -413,20 +414,24 @@ where
                     leader.finish(raw.map_or(Outcome::Uncached, Outcome::Stored));
                     return miss(p, started, value);
                 }
-                // Another leader may have stored the entry since our read.
-                match lookup::<O::Value>(rt, p, &full).await {
-                    Found::Hit(v, _) | Found::HitToRefresh(v) => {
-                        if let Ok(raw) = encode_for(rt, p, &full, &v, Duration::ZERO) {
-                            leader.finish(Outcome::Stored(raw));
+                // Another leader may have stored the entry since our read;
+                // if no flight ended since, none did, and a second read
+                // would only cost a round trip.
+                if rt.flights.ended() != ended {
+                    match lookup::<O::Value>(rt, p, &full).await {
+                        Found::Hit(v, _) | Found::HitToRefresh(v) => {
+                            if let Ok(raw) = encode_for(rt, p, &full, &v, Duration::ZERO) {
+                                leader.finish(Outcome::Stored(raw));
+                            }
+                            return hit(p, started, false, output.restore(v));
                         }
-                        return hit(p, started, false, output.restore(v));
+                        Found::Failed => {
+                            failing = true;
+                            drop(leader);
+                            continue;
+                        }
+                        Found::Miss | Found::Stale(_) => {}
                     }
-                    Found::Failed => {
-                        failing = true;
-                        drop(leader);
-                        continue;
-                    }
-                    Found::Miss | Found::Stale(_) => {}
                 }
                 let (value, outcome) = match p.lock {
                     Some(lease_ttl) => {
@@ -719,3 +724,7 @@ impl Drop for LeaseGuard {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "cached_tests.rs"]
+mod tests;

@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,6 +43,10 @@ type Shard = Mutex<HashMap<String, watch::Receiver<Outcome>>>;
 #[derive(Debug)]
 pub(crate) struct Flights {
     shards: Box<[Shard]>,
+    /// How many flights have ended. A caller that read a miss and then
+    /// leads must read again only if a flight ended in between: otherwise
+    /// no leader of this process can have stored the key since its read.
+    ended: AtomicU64,
     hasher: RandomState,
 }
 
@@ -53,6 +58,7 @@ pub(crate) enum Joined<'a> {
 /// The right and duty to compute a key and publish the outcome.
 pub(crate) struct Leader<'a> {
     shard: &'a Shard,
+    ended: &'a AtomicU64,
     key: String,
     tx: watch::Sender<Outcome>,
 }
@@ -68,6 +74,9 @@ impl Leader<'_> {
 impl Drop for Leader<'_> {
     fn drop(&mut self) {
         let mut shard = self.shard.lock().expect("flight table");
+        // Counted before the flight leaves the table (and after the leader
+        // stored its entry): whoever joins after this finds the count moved.
+        self.ended.fetch_add(1, Ordering::AcqRel);
         if shard
             .get(&self.key)
             .is_some_and(|rx| rx.same_channel(&self.tx.subscribe()))
@@ -83,6 +92,7 @@ impl Default for Flights {
     fn default() -> Self {
         Flights {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            ended: AtomicU64::new(0),
             hasher: RandomState::new(),
         }
     }
@@ -91,6 +101,12 @@ impl Default for Flights {
 impl Flights {
     fn shard(&self, key: &str) -> &Shard {
         &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
+    }
+
+    /// How many flights have ended so far: read it before looking a key up,
+    /// compare after leading its flight.
+    pub(crate) fn ended(&self) -> u64 {
+        self.ended.load(Ordering::Acquire)
     }
 
     /// Leads the flight of `key`, or follows the one under way.
@@ -104,6 +120,7 @@ impl Flights {
         table.insert(key.to_owned(), rx);
         Joined::Leader(Leader {
             shard,
+            ended: &self.ended,
             key: key.to_owned(),
             tx,
         })
@@ -231,5 +248,21 @@ mod tests {
         drop(leader);
         assert!(follow(rx).await.is_none());
         assert!(flights.try_lead("a").is_some());
+    }
+
+    #[test]
+    fn ended_flights_are_counted_before_they_leave_the_table() {
+        let flights = Flights::default();
+        let before = flights.ended();
+        let leader = flights.try_lead("a").unwrap();
+        assert_eq!(flights.ended(), before, "a running flight has not ended");
+        leader.finish(Outcome::Uncached);
+        let after = flights.ended();
+        assert_eq!(after, before + 1, "a finished flight counts");
+        // A caller that joins once the flight is gone sees the count moved.
+        let again = flights.try_lead("a").expect("the flight is gone");
+        assert!(flights.ended() > before);
+        drop(again);
+        assert_eq!(flights.ended(), after + 1, "a dropped leader counts too");
     }
 }
