@@ -122,7 +122,11 @@ fn main() {
                 }
             }
         }
-        let ratios: Vec<f64> = single_ns.iter().zip(&batch_ns).map(|(s, b)| s / b).collect();
+        let ratios: Vec<f64> = single_ns
+            .iter()
+            .zip(&batch_ns)
+            .map(|(s, b)| s / b)
+            .collect();
         let (lo, hi) = range(&ratios);
         let (rt_batch, rt_single) = round_trips[s];
         rows.push(vec![
@@ -144,7 +148,12 @@ fn main() {
          (above 1: `get_many` is faster). Round trips counted once through a proxy that counts request bursts; the timed runs connect directly.",
     );
     report.table(
-        &["N", "N gets ÷ get_many (time)", "range over rounds", "round trips (get_many vs N gets)"],
+        &[
+            "N",
+            "N gets ÷ get_many (time)",
+            "range over rounds",
+            "round trips (get_many vs N gets)",
+        ],
         &rows,
     );
     report.text("Absolute numbers (medians):");

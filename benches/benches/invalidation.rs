@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 mod support;
 
 use support::{
-    CountingProxy, Plan, RedisServer, Report, command_calls, command_delta, median, order,
-    per_op, range, redis_cmd, run, x,
+    CountingProxy, Plan, RedisServer, Report, command_calls, command_delta, median, order, per_op,
+    range, redis_cmd, run, x,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

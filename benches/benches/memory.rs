@@ -90,7 +90,7 @@ fn load_user(id: u64) -> User {
         id,
         name: format!("User number {id}"),
         email: format!("user{id}@example.com"),
-        active: id % 3 != 0,
+        active: !id.is_multiple_of(3),
         roles: vec!["reader".into(), "writer".into()],
         score: id as f64 * 1.5,
     }
@@ -135,7 +135,9 @@ fn measure(n: u64, fill: impl AsyncFn(u64)) -> Measured {
     std::thread::sleep(Duration::from_millis(200));
     let (heap_after, rss_after) = (live(), rss());
     let payload: usize = (0..n)
-        .map(|id| format!("user:{id}").len() + serde_json::to_vec(&load_user(id)).expect("json").len())
+        .map(|id| {
+            format!("user:{id}").len() + serde_json::to_vec(&load_user(id)).expect("json").len()
+        })
         .sum();
     Measured {
         heap: (heap_after - heap_before) as f64 / n as f64,

@@ -180,7 +180,11 @@ async fn stampede(variant: &Variant, index: usize, callers: usize) -> (u64, Dura
             let (variant, gate) = (variant.clone(), gate.clone());
             tokio::spawn(async move {
                 gate.wait().await;
-                assert_eq!(variant.hot().await, quote(HOT), "every caller gets the value");
+                assert_eq!(
+                    variant.hot().await,
+                    quote(HOT),
+                    "every caller gets the value"
+                );
             })
         })
         .collect();
@@ -225,19 +229,15 @@ fn main() {
             .arg("*PEER_HOT*")
             .query(&mut admin)
             .expect("KEYS");
-        assert_eq!(keys.len(), 1, "one entry of the cached crate's hot key: {keys:?}");
+        assert_eq!(
+            keys.len(),
+            1,
+            "one entry of the cached crate's hot key: {keys:?}"
+        );
         keys[0].clone()
     };
-    let hot_keys = [
-        format!("ck:hot:{HOT}"),
-        peer_key,
-        format!("hand:hot:{HOT}"),
-    ];
-    let variants = [
-        Variant::Cachekit,
-        Variant::Peer,
-        Variant::Hand(hand_conn),
-    ];
+    let hot_keys = [format!("ck:hot:{HOT}"), peer_key, format!("hand:hot:{HOT}")];
+    let variants = [Variant::Cachekit, Variant::Peer, Variant::Hand(hand_conn)];
     let names = ["`#[cached]`", "`cached` crate", "hand-written"];
     let misses = plan.n(5_000);
     let callers = 1_000;
@@ -305,15 +305,31 @@ fn main() {
     ));
     let row = |label: &str, r: &[f64]| {
         let (lo, hi) = range(r);
-        vec![label.to_owned(), x(median(r)), format!("{} – {}", x(lo), x(hi))]
+        vec![
+            label.to_owned(),
+            x(median(r)),
+            format!("{} – {}", x(lo), x(hi)),
+        ]
     };
     report.table(
         &["comparison", "median ratio", "range over rounds"],
         &[
-            row("miss, time per call: `#[cached]` ÷ `cached` crate", &miss_vs_peer),
-            row("miss, time per call: `#[cached]` ÷ hand-written", &miss_vs_hand),
-            row("stampede wall time: `cached` crate ÷ `#[cached]`", &wall_peer_vs_ck),
-            row("stampede wall time: hand-written ÷ `#[cached]`", &wall_hand_vs_ck),
+            row(
+                "miss, time per call: `#[cached]` ÷ `cached` crate",
+                &miss_vs_peer,
+            ),
+            row(
+                "miss, time per call: `#[cached]` ÷ hand-written",
+                &miss_vs_hand,
+            ),
+            row(
+                "stampede wall time: `cached` crate ÷ `#[cached]`",
+                &wall_peer_vs_ck,
+            ),
+            row(
+                "stampede wall time: hand-written ÷ `#[cached]`",
+                &wall_hand_vs_ck,
+            ),
         ],
     );
     let mut rows = Vec::new();

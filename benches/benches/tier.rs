@@ -29,7 +29,7 @@ fn load_user(id: u64) -> User {
         id,
         name: format!("User number {id}"),
         email: format!("user{id}@example.com"),
-        active: id % 3 != 0,
+        active: !id.is_multiple_of(3),
         roles: vec!["reader".into(), "writer".into()],
         score: id as f64 * 1.5,
     }
@@ -67,11 +67,7 @@ async fn drive(local: bool, calls: usize) -> Duration {
 
 fn main() {
     let plan = Plan::from_env();
-    let mut report = Report::start(
-        "tier",
-        "In-process tier hit vs Redis hit",
-        plan,
-    );
+    let mut report = Report::start("tier", "In-process tier hit vs Redis hit", plan);
     let server = RedisServer::start();
     let url = server.url();
     run(async {
@@ -135,13 +131,24 @@ fn main() {
          Tier hits served in process during the measurement: {local_hits} of {tier_total}."
     ));
     report.table(
-        &["comparison", "median ratio", "range over rounds", "goal", "met"],
+        &[
+            "comparison",
+            "median ratio",
+            "range over rounds",
+            "goal",
+            "met",
+        ],
         &[vec![
             "Redis hit time ÷ tier hit time".into(),
             x(median(&ratios)),
             format!("{} – {}", x(lo), x(hi)),
             "≥ 50x".into(),
-            if median(&ratios) >= 50.0 { "yes" } else { "**no**" }.into(),
+            if median(&ratios) >= 50.0 {
+                "yes"
+            } else {
+                "**no**"
+            }
+            .into(),
         ]],
     );
     report.text("Absolute numbers (medians):");
