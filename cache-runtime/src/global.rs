@@ -12,8 +12,9 @@
 //! installed the cache, restarted on the caller's runtime if that one shuts
 //! down.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,30 @@ use crate::resilience::{CircuitState, Resilient};
 
 static GLOBAL: RwLock<Option<Arc<Runtime>>> = RwLock::new(None);
 static INIT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Bumped each time `GLOBAL` changes.
+static INSTALLS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's copy of the global cache, good while no cache was
+    /// installed and no tokio runtime ended since it was taken (the ended
+    /// runtime may have hosted the listener, which the slow path restarts).
+    /// Reading `GLOBAL` and the listener's flag through their locks wrote
+    /// two shared cache lines on every cached call, from every core; this
+    /// reads two counters that almost never change.
+    static LOCAL: RefCell<Option<Local>> = const { RefCell::new(None) };
+}
+
+struct Local {
+    installs: u64,
+    runtimes_ended: u64,
+    /// Weak, so that a replaced cache is not kept alive by idle threads.
+    runtime: Weak<Runtime>,
+}
+
+fn install(runtime: Arc<Runtime>) {
+    *GLOBAL.write().expect("global cache lock") = Some(runtime);
+    INSTALLS.fetch_add(1, Ordering::AcqRel);
+}
 
 /// Installs the global cache. Succeeds while a configured Redis is
 /// unreachable: cached functions compute until it answers, and caching
@@ -35,12 +60,39 @@ static INIT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 pub async fn init(config: Config) -> Result<()> {
     let _serial = INIT.lock().await;
     let runtime = Runtime::start(config).await?;
-    *GLOBAL.write().expect("global cache lock") = Some(runtime);
+    install(runtime);
     Ok(())
 }
 
 /// The global cache, initialized from the environment on first use.
 pub(crate) async fn runtime() -> Arc<Runtime> {
+    let installs = INSTALLS.load(Ordering::Acquire);
+    let runtimes_ended = crate::backend::redis::runtimes_ended();
+    let local = LOCAL
+        .try_with(|local| {
+            local
+                .borrow()
+                .as_ref()
+                .filter(|l| l.installs == installs && l.runtimes_ended == runtimes_ended)
+                .and_then(|l| l.runtime.upgrade())
+        })
+        .ok()
+        .flatten();
+    if let Some(rt) = local {
+        return rt;
+    }
+    let rt = shared_runtime().await;
+    let _ = LOCAL.try_with(|local| {
+        *local.borrow_mut() = Some(Local {
+            installs,
+            runtimes_ended,
+            runtime: Arc::downgrade(&rt),
+        });
+    });
+    rt
+}
+
+async fn shared_runtime() -> Arc<Runtime> {
     if let Some(rt) = GLOBAL.read().expect("global cache lock").as_ref() {
         if rt.listener_alive() {
             return rt.clone();
@@ -61,7 +113,7 @@ pub(crate) async fn runtime() -> Arc<Runtime> {
         tracing::error!(error = %e, "cachekit cannot start from the environment; every cached call computes");
         Runtime::broken(e)
     });
-    *GLOBAL.write().expect("global cache lock") = Some(runtime.clone());
+    install(runtime.clone());
     runtime
 }
 

@@ -16,7 +16,7 @@
 //! crate routes each to its key's slot.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -369,12 +369,22 @@ impl<T> OnRuntime<T> {
     }
 }
 
+/// How many runtimes that had a sentinel have shut down.
+static RUNTIMES_ENDED: AtomicU64 = AtomicU64::new(0);
+
+/// How many runtimes that had a sentinel have shut down: a copy of
+/// something a sentinel guards is good while this has not moved.
+pub(crate) fn runtimes_ended() -> u64 {
+    RUNTIMES_ENDED.load(Ordering::Acquire)
+}
+
 /// A flag that turns false when the current tokio runtime shuts down.
 pub(crate) fn runtime_sentinel() -> Arc<AtomicBool> {
     struct ClearOnDrop(Arc<AtomicBool>);
     impl Drop for ClearOnDrop {
         fn drop(&mut self) {
             self.0.store(false, Ordering::Release);
+            RUNTIMES_ENDED.fetch_add(1, Ordering::AcqRel);
         }
     }
     let alive = Arc::new(AtomicBool::new(true));
