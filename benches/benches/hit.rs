@@ -511,7 +511,9 @@ fn main() {
     ]);
     rows.push(vec![
         "redis-benchmark -c 1 -P 256".into(),
-        per_op(Duration::from_nanos((1e9 / median(&ceiling_pipelined)) as u64)),
+        per_op(Duration::from_nanos(
+            (1e9 / median(&ceiling_pipelined)) as u64,
+        )),
         rate(median(&ceiling_pipelined)),
     ]);
     report.table(&["variant", "time per call", "calls per second"], &rows);

@@ -27,7 +27,27 @@ use std::time::{Duration, Instant};
 pub mod server;
 
 #[allow(unused_imports)]
-pub use server::{RedisServer, run};
+pub use server::RedisServer;
+
+/// The benches' tokio runtime: `BENCH_WORKERS` worker threads (default 2,
+/// one per core of this machine). The global cache's connection lives on
+/// it, so every measurement of a bench runs on it.
+pub static RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
+    let workers = std::env::var("BENCH_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(2);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+});
+
+/// Runs `f` on the benches' runtime.
+pub fn run<F: std::future::Future>(f: F) -> F::Output {
+    RUNTIME.block_on(f)
+}
 
 /// How much work a bench does.
 #[derive(Debug, Clone, Copy)]
