@@ -15,7 +15,8 @@
 //!   is left alone (for trying a change);
 //! * `BENCH_WAIT_LOAD=1.5`: before measuring, wait (up to 10 minutes) until
 //!   the 1-minute load average is below this;
-//! * `BENCH_NO_WRITE=1`: print the tables only.
+//! * `BENCH_NO_WRITE=1`: print the tables only;
+//! * `BENCH_WORKERS=N`: worker threads of the client's runtime (default 1).
 #![allow(dead_code)]
 
 use std::fmt::Write as _;
@@ -29,20 +30,28 @@ pub mod server;
 #[allow(unused_imports)]
 pub use server::RedisServer;
 
-/// The benches' tokio runtime: `BENCH_WORKERS` worker threads (default 2,
-/// one per core of this machine). The global cache's connection lives on
-/// it, so every measurement of a bench runs on it.
+/// The benches' tokio runtime: `BENCH_WORKERS` worker threads, default 1.
+/// On this 2-core machine the server then has the other core, and every
+/// task of the client, the connections' drivers included, shares one
+/// thread: no comparison depends on which worker a connection's driver
+/// happened to land on. (With 2 workers, at 1 task, that placement alone
+/// moved one variant's latency by 40%: a wake-up across idle cores costs
+/// tens of microseconds on this VM.) The global cache's connection lives
+/// on this runtime, so every measurement of a bench runs on it.
 pub static RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
-    let workers = std::env::var("BENCH_WORKERS")
-        .ok()
-        .and_then(|w| w.parse().ok())
-        .unwrap_or(2);
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
+        .worker_threads(workers())
         .enable_all()
         .build()
         .expect("tokio runtime")
 });
+
+fn workers() -> usize {
+    std::env::var("BENCH_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(1)
+}
 
 /// Runs `f` on the benches' runtime.
 pub fn run<F: std::future::Future>(f: F) -> F::Output {
@@ -231,9 +240,10 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "Machine: {} cores ({}), load average {b1:.2} / {b5:.2} (1 / 5 min) before, {a1:.2} / {a5:.2} after; {}; {}; cachekit {}.\n",
+            "Machine: {} cores ({}), load average {b1:.2} / {b5:.2} (1 / 5 min) before, {a1:.2} / {a5:.2} after; client runtime with {} worker thread(s); {}; {}; cachekit {}.\n",
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             cpu_model(),
+            workers(),
             first_line("redis-server", &["--version"])
                 .split(" sha=")
                 .next()
