@@ -602,6 +602,39 @@ fn init_succeeds_with_nothing_listening() {
     });
 }
 
+#[test]
+fn invalidations_and_explicit_calls_are_bounded_while_the_server_is_frozen() {
+    run(async {
+        let _serial = SERIAL.lock().await;
+        let server = RedisServer::start();
+        cachekit::init(config(&server.url())).await.unwrap();
+        time_until_caching_works(Duration::from_secs(5)).await;
+        for id in 0..2_000 {
+            probe(10_000_000 + id).await;
+        }
+        server.pause();
+        // A pattern scan takes many round trips; each is bounded, so it fails
+        // instead of hanging. So do tags, namespaces and the Cache API.
+        let started = Instant::now();
+        assert!(cachekit::invalidate("probe:*").await.is_err());
+        assert!(cachekit::invalidate_tag("any").await.is_err());
+        assert!(cachekit::invalidate_namespace("fault-ns").await.is_err());
+        assert!(SESSIONS.clear().await.is_err());
+        assert!(SESSIONS.set("k", &1).await.is_err());
+        let took = started.elapsed();
+        server.resume();
+        assert!(
+            took < 5 * (TIMEOUT + SLACK),
+            "explicit calls took {took:?} against a frozen server"
+        );
+        note(format!(
+            "frozen server: five explicit calls failed in {took:?}"
+        ));
+        time_until_caching_works(Duration::from_secs(15)).await;
+        assert!(cachekit::invalidate("probe:*").await.unwrap() >= 2_000);
+    });
+}
+
 /// Starts a server on a given port (it may be taken meanwhile).
 fn start_on(port: u16) -> Option<RedisServer> {
     std::panic::catch_unwind(|| RedisServer::start_on_port(port)).ok()

@@ -628,7 +628,8 @@ impl Backend for ClusterBackend {
                     host,
                     port,
                 };
-                async move { scan_delete(&mut node, pattern, &label).await }
+                let timeout = self.shared.tuning.timeout;
+                async move { scan_delete(&mut node, pattern, &label, timeout).await }
             }))
             .await?;
             Ok(deleted.into_iter().sum())

@@ -722,7 +722,7 @@ impl Backend for RedisBackend {
     fn delete_matching<'a>(&'a self, pattern: &'a str) -> BoxFuture<'a, Result<u64>> {
         Box::pin(async move {
             let mut conn = self.conn()?;
-            scan_delete(&mut conn, pattern, "redis").await
+            scan_delete(&mut conn, pattern, "redis", self.tuning.timeout).await
         })
     }
 
@@ -753,21 +753,37 @@ pub(crate) async fn scan_delete<C: redis::aio::ConnectionLike>(
     conn: &mut C,
     pattern: &str,
     node: &str,
+    step_timeout: Duration,
 ) -> Result<u64> {
+    // The whole scan may take many round trips; each one is bounded, so a
+    // frozen server fails the invalidation instead of hanging it.
+    async fn step<T: redis::FromRedisValue, C: redis::aio::ConnectionLike>(
+        conn: &mut C,
+        cmd: &redis::Cmd,
+        timeout: Duration,
+    ) -> Result<T> {
+        match tokio::time::timeout(timeout, cmd.query_async(conn)).await {
+            Ok(reply) => Ok(reply?),
+            Err(_) => Err(Error::Timeout {
+                op: "scan",
+                after: timeout,
+            }),
+        }
+    }
     let mut cursor: u64 = 0;
     let mut deleted = 0u64;
     let mut scanned_batches = 0u64;
     loop {
-        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+        let scan = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
             .arg(pattern)
             .arg("COUNT")
             .arg(SCAN_COUNT)
-            .query_async(conn)
-            .await?;
+            .clone();
+        let (next, keys): (u64, Vec<Vec<u8>>) = step(conn, &scan, step_timeout).await?;
         if !keys.is_empty() {
-            let n: u64 = redis::cmd("UNLINK").arg(&keys).query_async(conn).await?;
+            let n: u64 = step(conn, redis::cmd("UNLINK").arg(&keys), step_timeout).await?;
             deleted += n;
         }
         scanned_batches += 1;
