@@ -538,7 +538,7 @@ impl Cache {
         Self::check_ttl(ttl)?;
         let rt = runtime().await;
         let policy = Policy::plain(self.counters(), ttl, Some(self.namespace));
-        Ok(cached::run(&rt, &policy, key, cached::PlainOutput, compute()).await)
+        Ok(cached::run(&rt, &policy, key.to_owned(), cached::PlainOutput, compute()).await)
     }
 
     /// Like [`Cache::get_or_compute`] for a fallible computation: `Err` is
@@ -560,6 +560,13 @@ impl Cache {
         Self::check_ttl(ttl)?;
         let rt = runtime().await;
         let policy = Policy::plain(self.counters(), ttl, Some(self.namespace));
-        cached::run(&rt, &policy, key, cached::ResultOutput, compute()).await
+        cached::run(
+            &rt,
+            &policy,
+            key.to_owned(),
+            cached::ResultOutput,
+            compute(),
+        )
+        .await
     }
 }

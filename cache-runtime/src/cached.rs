@@ -294,7 +294,7 @@ where
 {
     let rt = runtime().await;
     let policy = site.policy(&rt, &tags);
-    run(&rt, &policy, &key, output, compute).await
+    run(&rt, &policy, key, output, compute).await
 }
 
 /// Deletes the entry of a cached function. The typed `*_invalidate`
@@ -328,7 +328,7 @@ enum Found<V> {
 pub(crate) async fn run<R, O, F>(
     rt: &Arc<Runtime>,
     p: &Policy<'_>,
-    key: &str,
+    key: String,
     output: O,
     compute: F,
 ) -> R
@@ -336,11 +336,7 @@ where
     O: Output<R>,
     F: Future<Output = R>,
 {
-    let started = Instant::now();
-    // A hit from the embedded store or the in-process tier never waits on
-    // I/O: spend the task's budget so that a loop of hits still yields to
-    // the other tasks of its worker.
-    tokio::task::consume_budget().await;
+    let started = crate::stats::sample_latency().then(Instant::now);
     let force = forced();
     let compute = async {
         p.counters.add(Count::Computation);
@@ -350,11 +346,11 @@ where
     if !rt.config.enabled {
         return compute.await;
     }
-    let full = match rt.data_key(p.namespace, key).await {
+    let full = match rt.store_key(p.namespace, key).await {
         Ok(full) => full,
         Err(e) => {
             p.counters.add(Count::Error);
-            tracing::warn!(key, namespace = p.namespace, error = %e, "cache unavailable; computing");
+            tracing::warn!(namespace = p.namespace, error = %e, "cache unavailable; computing");
             return compute.await;
         }
     };
@@ -458,19 +454,23 @@ where
 }
 
 /// Counts a call served without computing.
-fn hit<R>(p: &Policy<'_>, started: Instant, in_process: bool, value: R) -> R {
+fn hit<R>(p: &Policy<'_>, started: Option<Instant>, in_process: bool, value: R) -> R {
     p.counters.add(Count::Hit);
     if in_process {
         p.counters.add(Count::LocalHit);
     }
-    p.counters.latency(true, started.elapsed());
+    if let Some(started) = started {
+        p.counters.latency(true, started.elapsed());
+    }
     value
 }
 
 /// Counts a call that computed.
-fn miss<R>(p: &Policy<'_>, started: Instant, value: R) -> R {
+fn miss<R>(p: &Policy<'_>, started: Option<Instant>, value: R) -> R {
     p.counters.add(Count::Miss);
-    p.counters.latency(false, started.elapsed());
+    if let Some(started) = started {
+        p.counters.latency(false, started.elapsed());
+    }
     value
 }
 
@@ -481,7 +481,13 @@ async fn lookup<V: DeserializeOwned>(rt: &Runtime, p: &Policy<'_>, full: &str) -
     let local = store.as_tiered().and_then(|tier| tier.peek(full));
     let in_process = local.is_some();
     let raw = match local {
-        Some(raw) => raw,
+        Some(raw) => {
+            // A hit from the in-process tier never waits on I/O: spend the
+            // task's budget, so that a loop of hits still yields to the other
+            // tasks of its worker (the embedded store does the same).
+            tokio::task::consume_budget().await;
+            raw
+        }
         None => match store.get(full).await {
             Ok(Some(raw)) => raw,
             Ok(None) => return Found::Miss,

@@ -151,14 +151,14 @@ fn policy() -> Policy<'static> {
 #[tokio::test]
 async fn a_miss_reads_once_and_writes_once_and_a_hit_reads_once() {
     let (store, rt) = setup();
-    let value: u32 = run(&rt, &policy(), "k", PlainOutput, async { 7 }).await;
+    let value: u32 = run(&rt, &policy(), "k".to_owned(), PlainOutput, async { 7 }).await;
     assert_eq!(value, 7);
     assert_eq!(
         (store.reads(), store.writes()),
         (1, 1),
         "a miss is one read and one write"
     );
-    let value: u32 = run(&rt, &policy(), "k", PlainOutput, async {
+    let value: u32 = run(&rt, &policy(), "k".to_owned(), PlainOutput, async {
         panic!("a hit does not compute")
     })
     .await;
@@ -175,7 +175,7 @@ async fn a_miss_that_raced_with_a_store_reads_again_instead_of_computing() {
     let b = {
         let (rt, computed) = (rt.clone(), computed.clone());
         tokio::spawn(async move {
-            run(&rt, &policy(), "k", PlainOutput, async move {
+            run(&rt, &policy(), "k".to_owned(), PlainOutput, async move {
                 computed.fetch_add(1, Ordering::SeqCst);
                 1u32
             })
@@ -184,7 +184,7 @@ async fn a_miss_that_raced_with_a_store_reads_again_instead_of_computing() {
     };
     looked.await.expect("B read the store");
     // ...while A misses, leads, computes and stores; its flight ends.
-    let a: u32 = run(&rt, &policy(), "k", PlainOutput, async {
+    let a: u32 = run(&rt, &policy(), "k".to_owned(), PlainOutput, async {
         computed.fetch_add(1, Ordering::SeqCst);
         1u32
     })

@@ -369,6 +369,16 @@ impl Runtime {
         }
     }
 
+    /// Like [`Runtime::data_key`], taking the rendered key: outside any
+    /// namespace and without a prefix, a short key is the store key itself
+    /// (no copy on the hit path).
+    pub(crate) async fn store_key(&self, ns: Option<&str>, key: String) -> Result<String> {
+        if ns.is_none() && self.layout.prefix().is_empty() && !key::needs_hashing(&key) {
+            return Ok(key);
+        }
+        self.data_key(ns, &key).await
+    }
+
     /// Tells other processes what changed; failures are logged, not returned
     /// (the change itself succeeded).
     pub(crate) async fn publish(&self, event: Event) {

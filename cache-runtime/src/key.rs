@@ -344,8 +344,19 @@ impl KeyPart for uuid::Uuid {
 /// A key that holds the marker `%h` is hashed too, whatever its length:
 /// keys given at run time (`Cache` keys, tags) are not escaped, and one
 /// could otherwise spell the hashed form of another, longer key.
+/// Whether a rendered key is stored hashed: too long, or spelling the
+/// hashed-key marker.
+pub(crate) fn needs_hashing(rendered: &str) -> bool {
+    // Most keys hold no `%` at all: a byte search (memchr) settles them; the
+    // two-byte marker is looked for only in those that do.
+    const _: () = assert!(HASH_MARKER.len() == 2);
+    let bytes = rendered.as_bytes();
+    rendered.len() > MAX_KEY_LEN
+        || (bytes.contains(&b'%') && bytes.windows(2).any(|w| w == HASH_MARKER.as_bytes()))
+}
+
 pub(crate) fn push_bounded(out: &mut String, rendered: &str) {
-    if rendered.len() <= MAX_KEY_LEN && !rendered.contains(HASH_MARKER) {
+    if !needs_hashing(rendered) {
         out.push_str(rendered);
         return;
     }

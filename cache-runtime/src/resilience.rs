@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::backend::{Backend, BoxFuture, Event, EventStream, KeyTtl, Swap, Write};
+use crate::backend::{Backend, BoxFuture, DirectGet, Event, EventStream, KeyTtl, Swap, Write};
 use crate::config::{BreakerPolicy, RetryPolicy};
 use crate::error::{Error, Result};
 
@@ -160,7 +160,7 @@ enum Idempotent {
     No,
 }
 
-impl<B: Backend> Resilient<B> {
+impl<B: DirectGet> Resilient<B> {
     /// Wraps `inner`.
     pub fn new(inner: B, timeout: Duration, retry: RetryPolicy, breaker: BreakerPolicy) -> Self {
         Resilient {
@@ -191,7 +191,8 @@ impl<B: Backend> Resilient<B> {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let started = Instant::now();
+        // One clock read per operation: the deadline of every attempt.
+        let started = tokio::time::Instant::now();
         let deadline = started + self.timeout;
         let mut retries = 0;
         loop {
@@ -200,8 +201,7 @@ impl<B: Backend> Resilient<B> {
                     "circuit open after repeated failures; `{op}` skipped"
                 )));
             };
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let outcome = match tokio::time::timeout(remaining, attempt_fn()).await {
+            let outcome = match tokio::time::timeout_at(deadline, attempt_fn()).await {
                 Ok(Err(Error::Timeout { .. })) | Err(_) => Err(Error::Timeout {
                     op,
                     after: started.elapsed(),
@@ -226,7 +226,7 @@ impl<B: Backend> Resilient<B> {
                 .saturating_mul(1 << retries.min(16))
                 .min(self.retry.max_delay);
             let delay = bound.mul_f64(fastrand::f64());
-            if Instant::now() + delay >= deadline {
+            if tokio::time::Instant::now() + delay >= deadline {
                 return Err(error);
             }
             retries += 1;
@@ -236,13 +236,13 @@ impl<B: Backend> Resilient<B> {
     }
 }
 
-impl<B: Backend> Backend for Resilient<B> {
+impl<B: DirectGet> Backend for Resilient<B> {
     fn name(&self) -> &'static str {
         self.inner.name()
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
-        Box::pin(self.run("get", Idempotent::Yes, move || self.inner.get(key)))
+        Box::pin(self.run("get", Idempotent::Yes, move || self.inner.get_direct(key)))
     }
 
     fn get_with_ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<(Bytes, KeyTtl)>>> {

@@ -22,29 +22,81 @@ pub enum Scope {
     Other,
 }
 
+/// Shards of counters: each thread counts in its own shard, on its own
+/// cache lines, so that a hot function counted from every core does not
+/// bounce one line between them. A snapshot sums the shards.
+const SHARDS: usize = 8;
+
+/// One shard: the counts (indexed by [`Count`]), and latency sums, sample
+/// counts and maxima for hits and misses.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Shard {
+    counts: [AtomicU64; COUNTS],
+    hit_ns: AtomicU64,
+    hit_samples: AtomicU64,
+    hit_max_ns: AtomicU64,
+    miss_ns: AtomicU64,
+    miss_samples: AtomicU64,
+    miss_max_ns: AtomicU64,
+}
+
+impl Shard {
+    const fn new() -> Self {
+        Shard {
+            counts: [const { AtomicU64::new(0) }; COUNTS],
+            hit_ns: AtomicU64::new(0),
+            hit_samples: AtomicU64::new(0),
+            hit_max_ns: AtomicU64::new(0),
+            miss_ns: AtomicU64::new(0),
+            miss_samples: AtomicU64::new(0),
+            miss_max_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The shard of the current thread.
+fn shard_index() -> usize {
+    use std::sync::atomic::AtomicUsize;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    INDEX.try_with(|i| *i).unwrap_or(0)
+}
+
+/// Whether this call's latency is measured: one call in
+/// [`LATENCY_SAMPLING`] per thread (the first included), so that most hits
+/// read no clock. Means and maxima are over the sampled calls.
+pub(crate) fn sample_latency() -> bool {
+    use std::cell::Cell;
+    thread_local! {
+        static CALLS: Cell<u32> = const { Cell::new(0) };
+    }
+    CALLS
+        .try_with(|calls| {
+            let n = calls.get();
+            calls.set(n.wrapping_add(1));
+            n % LATENCY_SAMPLING == 0
+        })
+        .unwrap_or(false)
+}
+
+/// One call in this many has its latency measured.
+pub(crate) const LATENCY_SAMPLING: u32 = 8;
+
 /// The counters of one function or namespace.
 #[derive(Debug)]
 pub struct Counters {
     scope: Scope,
     name: &'static str,
     registered: AtomicBool,
-    hits: AtomicU64,
-    misses: AtomicU64,
-    stale_hits: AtomicU64,
-    local_hits: AtomicU64,
-    errors: AtomicU64,
-    decode_failures: AtomicU64,
-    computations: AtomicU64,
-    refreshes: AtomicU64,
-    invalidations: AtomicU64,
-    hit_ns: AtomicU64,
-    hit_max_ns: AtomicU64,
-    miss_ns: AtomicU64,
-    miss_max_ns: AtomicU64,
+    shards: [Shard; SHARDS],
 }
 
 /// Which count an event adds to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
 pub(crate) enum Count {
     Hit,
     Miss,
@@ -56,6 +108,8 @@ pub(crate) enum Count {
     Refresh,
     Invalidation,
 }
+
+const COUNTS: usize = 9;
 
 impl Count {
     #[cfg(feature = "metrics")]
@@ -86,19 +140,7 @@ impl Counters {
             scope,
             name,
             registered: AtomicBool::new(false),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-            stale_hits: AtomicU64::new(0),
-            local_hits: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            decode_failures: AtomicU64::new(0),
-            computations: AtomicU64::new(0),
-            refreshes: AtomicU64::new(0),
-            invalidations: AtomicU64::new(0),
-            hit_ns: AtomicU64::new(0),
-            hit_max_ns: AtomicU64::new(0),
-            miss_ns: AtomicU64::new(0),
-            miss_max_ns: AtomicU64::new(0),
+            shards: [const { Shard::new() }; SHARDS],
         }
     }
 
@@ -122,20 +164,6 @@ impl Counters {
         }
     }
 
-    fn cell(&self, count: Count) -> &AtomicU64 {
-        match count {
-            Count::Hit => &self.hits,
-            Count::Miss => &self.misses,
-            Count::StaleHit => &self.stale_hits,
-            Count::LocalHit => &self.local_hits,
-            Count::Error => &self.errors,
-            Count::DecodeFailure => &self.decode_failures,
-            Count::Computation => &self.computations,
-            Count::Refresh => &self.refreshes,
-            Count::Invalidation => &self.invalidations,
-        }
-    }
-
     /// Adds one to `count`.
     #[inline]
     pub(crate) fn add(&'static self, count: Count) {
@@ -144,7 +172,7 @@ impl Counters {
 
     pub(crate) fn add_n(&'static self, count: Count, n: u64) {
         self.ensure_registered();
-        self.cell(count).fetch_add(n, Ordering::Relaxed);
+        self.shards[shard_index()].counts[count as usize].fetch_add(n, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
         {
             let label = match self.scope {
@@ -159,12 +187,14 @@ impl Counters {
     /// Records how long a hit or a miss took.
     pub(crate) fn latency(&'static self, hit: bool, took: Duration) {
         let ns = took.as_nanos().min(u64::MAX as u128) as u64;
-        let (sum, max) = if hit {
-            (&self.hit_ns, &self.hit_max_ns)
+        let shard = &self.shards[shard_index()];
+        let (sum, samples, max) = if hit {
+            (&shard.hit_ns, &shard.hit_samples, &shard.hit_max_ns)
         } else {
-            (&self.miss_ns, &self.miss_max_ns)
+            (&shard.miss_ns, &shard.miss_samples, &shard.miss_max_ns)
         };
         sum.fetch_add(ns, Ordering::Relaxed);
+        samples.fetch_add(1, Ordering::Relaxed);
         // A new maximum is rare: read first, write only then.
         if ns > max.load(Ordering::Relaxed) {
             max.fetch_max(ns, Ordering::Relaxed);
@@ -186,23 +216,34 @@ impl Counters {
     }
 
     fn snapshot(&self) -> Counts {
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let hits = get(&self.hits);
-        let misses = get(&self.misses);
+        let sum = |f: &dyn Fn(&Shard) -> &AtomicU64| {
+            self.shards
+                .iter()
+                .map(|s| f(s).load(Ordering::Relaxed))
+                .sum::<u64>()
+        };
+        let max = |f: &dyn Fn(&Shard) -> &AtomicU64| {
+            self.shards
+                .iter()
+                .map(|s| f(s).load(Ordering::Relaxed))
+                .max()
+                .unwrap_or(0)
+        };
+        let count = |c: Count| sum(&|s| &s.counts[c as usize]);
         Counts {
-            hits: get(&self.hits),
-            misses,
-            stale_hits: get(&self.stale_hits),
-            local_hits: get(&self.local_hits),
-            errors: get(&self.errors),
-            decode_failures: get(&self.decode_failures),
-            computations: get(&self.computations),
-            refreshes: get(&self.refreshes),
-            invalidations: get(&self.invalidations),
-            mean_hit_latency: mean(get(&self.hit_ns), hits),
-            max_hit_latency: Duration::from_nanos(get(&self.hit_max_ns)),
-            mean_miss_latency: mean(get(&self.miss_ns), misses),
-            max_miss_latency: Duration::from_nanos(get(&self.miss_max_ns)),
+            hits: count(Count::Hit),
+            misses: count(Count::Miss),
+            stale_hits: count(Count::StaleHit),
+            local_hits: count(Count::LocalHit),
+            errors: count(Count::Error),
+            decode_failures: count(Count::DecodeFailure),
+            computations: count(Count::Computation),
+            refreshes: count(Count::Refresh),
+            invalidations: count(Count::Invalidation),
+            mean_hit_latency: mean(sum(&|s| &s.hit_ns), sum(&|s| &s.hit_samples)),
+            max_hit_latency: Duration::from_nanos(max(&|s| &s.hit_max_ns)),
+            mean_miss_latency: mean(sum(&|s| &s.miss_ns), sum(&|s| &s.miss_samples)),
+            max_miss_latency: Duration::from_nanos(max(&|s| &s.miss_max_ns)),
         }
     }
 }
@@ -235,13 +276,14 @@ pub struct Counts {
     pub refreshes: u64,
     /// Invalidations run (keys, patterns, tags, namespaces).
     pub invalidations: u64,
-    /// Mean time to serve a hit (any tier).
+    /// Mean time to serve a hit (any tier). Latencies are sampled: one call
+    /// in eight per thread is timed, so that most hits read no clock.
     pub mean_hit_latency: Duration,
-    /// Longest time to serve a hit.
+    /// Longest sampled hit.
     pub max_hit_latency: Duration,
-    /// Mean time of a miss, computation included.
+    /// Mean time of a miss, computation included (sampled).
     pub mean_miss_latency: Duration,
-    /// Longest miss.
+    /// Longest sampled miss.
     pub max_miss_latency: Duration,
 }
 

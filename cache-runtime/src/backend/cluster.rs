@@ -470,13 +470,20 @@ impl ConnectionLike for OnNode {
     }
 }
 
+impl super::DirectGet for ClusterBackend {
+    async fn get_direct<'a>(&'a self, key: &'a str) -> Result<Option<Bytes>> {
+        self.call(move |mut conn| async move { ops::get(&mut conn, key).await })
+            .await
+    }
+}
+
 impl Backend for ClusterBackend {
     fn name(&self) -> &'static str {
         "cluster"
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
-        Box::pin(self.call(move |mut conn| async move { ops::get(&mut conn, key).await }))
+        Box::pin(super::DirectGet::get_direct(self, key))
     }
 
     fn get_with_ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<(Bytes, KeyTtl)>>> {

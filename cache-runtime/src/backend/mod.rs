@@ -242,6 +242,17 @@ pub(crate) fn cluster_backend(
     )))
 }
 
+/// A remote store's read without the box: [`Resilient`](crate::resilience::Resilient)
+/// wraps it in its own boxed future, so the hit path allocates one future,
+/// not two.
+pub trait DirectGet: Backend {
+    /// [`Backend::get`], unboxed.
+    fn get_direct<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> impl Future<Output = Result<Option<Bytes>>> + Send + 'a;
+}
+
 /// Encodes an [`Event`] as a pub/sub message.
 pub(crate) fn encode_event(sender: u64, event: &Event) -> String {
     let mut out = format!("{sender:016x}\n");

@@ -401,6 +401,21 @@ pub(crate) fn runtime_sentinel() -> Arc<AtomicBool> {
     alive
 }
 
+/// A thread's copy of a backend's connection handle. A copy of a backend
+/// that was dropped lives until the thread next talks to Redis (through any
+/// backend) or ends; worker threads end with their runtime.
+struct LocalConn {
+    /// The backend it belongs to (its random sender id).
+    backend: u64,
+    /// [`runtimes_ended`] when it was copied.
+    runtimes_ended: u64,
+    conn: ConnectionManager,
+}
+
+thread_local! {
+    static LOCAL_CONN: std::cell::RefCell<Option<LocalConn>> = const { std::cell::RefCell::new(None) };
+}
+
 /// One Redis server.
 pub struct RedisBackend {
     url: RedisUrl,
@@ -470,8 +485,37 @@ impl RedisBackend {
         &self.url
     }
 
-    /// The shared connection; a new one if the runtime of the old one is gone.
+    /// The connection handle (this thread's copy when it is current).
     fn conn(&self) -> Result<ConnectionManager> {
+        // Each thread keeps a copy of the connection handle, good while no
+        // runtime has ended: reading it writes no cache line shared with the
+        // other cores (the lock's reader count would, on every call).
+        let ended = runtimes_ended();
+        let cached = LOCAL_CONN
+            .try_with(|local| match &*local.borrow() {
+                Some(copy) if copy.backend == self.sender && copy.runtimes_ended == ended => {
+                    Some(copy.conn.clone())
+                }
+                _ => None,
+            })
+            .ok()
+            .flatten();
+        if let Some(conn) = cached {
+            return Ok(conn);
+        }
+        let conn = self.shared_conn()?;
+        let _ = LOCAL_CONN.try_with(|local| {
+            *local.borrow_mut() = Some(LocalConn {
+                backend: self.sender,
+                runtimes_ended: ended,
+                conn: conn.clone(),
+            });
+        });
+        Ok(conn)
+    }
+
+    /// The shared connection; a new one if the runtime of the old one is gone.
+    fn shared_conn(&self) -> Result<ConnectionManager> {
         {
             let guard = self.conn.read().expect("connection lock");
             if guard.is_alive() {
@@ -627,13 +671,19 @@ pub(crate) fn spawn_subscriber(
     rx
 }
 
+impl super::DirectGet for RedisBackend {
+    async fn get_direct<'a>(&'a self, key: &'a str) -> Result<Option<Bytes>> {
+        ops::get(&mut self.conn()?, key).await
+    }
+}
+
 impl Backend for RedisBackend {
     fn name(&self) -> &'static str {
         "redis"
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
-        Box::pin(async move { ops::get(&mut self.conn()?, key).await })
+        Box::pin(super::DirectGet::get_direct(self, key))
     }
 
     fn get_with_ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<(Bytes, KeyTtl)>>> {
