@@ -185,6 +185,16 @@
 //! circuit; logs and events go through `tracing` with keys as fields, never
 //! values or secrets. The `metrics` feature reports the same counters
 //! through the `metrics` facade.
+//!
+//! Spans, at `debug` level (a hit opens none, so that the hot path stays
+//! free): `cachekit.miss` (the lookup, the computation and the write of a
+//! miss; fields `key`, `namespace`), `cachekit.refresh` (a forced, early or
+//! stale refresh), `cachekit.invalidate` (`pattern`),
+//! `cachekit.invalidate_tag` (`tag`), `cachekit.invalidate_namespace`,
+//! `cachekit.invalidate_targets` (a `#[invalidate]`), `cachekit.lock` and
+//! `cachekit.try_lock`. Events: `warn` when the cache is unavailable and a
+//! call computes, or an invalidation fails; `debug` for undecodable entries,
+//! reconnections and invalidation progress.
 #![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
 
 pub use cachekit_macros::{CacheKey, cached, invalidate};

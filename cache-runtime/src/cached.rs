@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use crate::backend::{Backend, Event, Write};
 use crate::codec::{Format, Meta, now_ms};
@@ -356,7 +357,9 @@ where
     };
     if force {
         p.counters.add(Count::Refresh);
-        let (value, _) = compute_and_store(rt, p, &full, output, compute, true).await;
+        let (value, _) = compute_and_store(rt, p, &full, output, compute, true)
+            .instrument(refresh_span(p, &full))
+            .await;
         return value;
     }
 
@@ -370,7 +373,9 @@ where
                 return hit(p, started, false, output.restore(v));
             };
             p.counters.add(Count::Refresh);
-            let (value, outcome) = compute_and_store(rt, p, &full, output, compute, true).await;
+            let (value, outcome) = compute_and_store(rt, p, &full, output, compute, true)
+                .instrument(refresh_span(p, &full))
+                .await;
             leader.finish(outcome);
             return hit(p, started, false, value);
         }
@@ -380,7 +385,9 @@ where
                 return hit(p, started, false, output.restore(v));
             };
             p.counters.add(Count::Refresh);
-            let (value, outcome) = compute_and_store(rt, p, &full, output, compute, true).await;
+            let (value, outcome) = compute_and_store(rt, p, &full, output, compute, true)
+                .instrument(refresh_span(p, &full))
+                .await;
             leader.finish(outcome.clone());
             // If the refresh produced nothing cacheable (an error), the stale
             // value keeps serving until its window ends.
@@ -396,61 +403,73 @@ where
 
     // A miss: one computation per key in this process, also while the store
     // fails (the database behind it needs the protection most then).
-    loop {
-        match rt.flights.join(&full) {
-            Joined::Leader(leader) => {
-                if failing {
-                    // The store just failed: spend no more time on it in
-                    // this call, so the call costs one timeout at most.
-                    let computing = Instant::now();
-                    let value = compute.await;
-                    let raw = output
-                        .cacheable(&value)
-                        .and_then(|v| encode_for(rt, p, &full, v, computing.elapsed()).ok());
-                    leader.finish(raw.map_or(Outcome::Uncached, Outcome::Stored));
+    let span = tracing::debug_span!("cachekit.miss", key = %full, namespace = p.namespace);
+    async {
+        loop {
+            match rt.flights.join(&full) {
+                Joined::Leader(leader) => {
+                    if failing {
+                        // The store just failed: spend no more time on it in
+                        // this call, so the call costs one timeout at most.
+                        let computing = Instant::now();
+                        let value = compute.await;
+                        let raw = output
+                            .cacheable(&value)
+                            .and_then(|v| encode_for(rt, p, &full, v, computing.elapsed()).ok());
+                        leader.finish(raw.map_or(Outcome::Uncached, Outcome::Stored));
+                        return miss(p, started, value);
+                    }
+                    // Another leader may have stored the entry since our read;
+                    // if no flight ended since, none did, and a second read
+                    // would only cost a round trip.
+                    if rt.flights.ended() != ended {
+                        match lookup::<O::Value>(rt, p, &full).await {
+                            Found::Hit(v, _) | Found::HitToRefresh(v) => {
+                                if let Ok(raw) = encode_for(rt, p, &full, &v, Duration::ZERO) {
+                                    leader.finish(Outcome::Stored(raw));
+                                }
+                                return hit(p, started, false, output.restore(v));
+                            }
+                            Found::Failed => {
+                                failing = true;
+                                drop(leader);
+                                continue;
+                            }
+                            Found::Miss | Found::Stale(_) => {}
+                        }
+                    }
+                    let (value, outcome) = match p.lock {
+                        Some(lease_ttl) => {
+                            compute_under_lease(rt, p, &full, output, compute, lease_ttl).await
+                        }
+                        None => compute_and_store(rt, p, &full, output, compute, false).await,
+                    };
+                    leader.finish(outcome);
                     return miss(p, started, value);
                 }
-                // Another leader may have stored the entry since our read;
-                // if no flight ended since, none did, and a second read
-                // would only cost a round trip.
-                if rt.flights.ended() != ended {
-                    match lookup::<O::Value>(rt, p, &full).await {
-                        Found::Hit(v, _) | Found::HitToRefresh(v) => {
-                            if let Ok(raw) = encode_for(rt, p, &full, &v, Duration::ZERO) {
-                                leader.finish(Outcome::Stored(raw));
-                            }
-                            return hit(p, started, false, output.restore(v));
+                Joined::Follower(rx) => match flight::follow(rx).await {
+                    Some(Outcome::Stored(raw)) => {
+                        match decode_entry::<O::Value>(rt, p, &full, &raw) {
+                            Some(v) => return hit(p, started, false, output.restore(v)),
+                            None => return miss(p, started, compute.await),
                         }
-                        Found::Failed => {
-                            failing = true;
-                            drop(leader);
-                            continue;
-                        }
-                        Found::Miss | Found::Stale(_) => {}
                     }
-                }
-                let (value, outcome) = match p.lock {
-                    Some(lease_ttl) => {
-                        compute_under_lease(rt, p, &full, output, compute, lease_ttl).await
+                    Some(Outcome::Uncached | Outcome::Running) => {
+                        return miss(p, started, compute.await);
                     }
-                    None => compute_and_store(rt, p, &full, output, compute, false).await,
-                };
-                leader.finish(outcome);
-                return miss(p, started, value);
-            }
-            Joined::Follower(rx) => match flight::follow(rx).await {
-                Some(Outcome::Stored(raw)) => match decode_entry::<O::Value>(rt, p, &full, &raw) {
-                    Some(v) => return hit(p, started, false, output.restore(v)),
-                    None => return miss(p, started, compute.await),
+                    // The leader was cancelled: start over, one of us leads.
+                    None => continue,
                 },
-                Some(Outcome::Uncached | Outcome::Running) => {
-                    return miss(p, started, compute.await);
-                }
-                // The leader was cancelled: start over, one of us leads.
-                None => continue,
-            },
+            }
         }
     }
+    .instrument(span)
+    .await
+}
+
+/// The span of a refresh (forced, early or of a stale entry).
+fn refresh_span(p: &Policy<'_>, full: &str) -> tracing::Span {
+    tracing::debug_span!("cachekit.refresh", key = %full, namespace = p.namespace)
 }
 
 /// Counts a call served without computing.

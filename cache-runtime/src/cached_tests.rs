@@ -200,3 +200,73 @@ async fn a_miss_that_raced_with_a_store_reads_again_instead_of_computing() {
     );
     assert_eq!(store.writes(), 1);
 }
+
+/// Records the spans opened while it is the thread's subscriber: their
+/// names and, where they have one, their `key` or `pattern` field.
+#[derive(Default)]
+struct Spans(Mutex<Vec<(&'static str, Option<String>)>>);
+
+impl Spans {
+    fn names(&self) -> Vec<(&'static str, Option<String>)> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl tracing::Subscriber for Spans {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, attrs: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        struct Target(Option<String>);
+        impl tracing::field::Visit for Target {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if matches!(field.name(), "key" | "pattern") {
+                    self.0 = Some(format!("{value:?}"));
+                }
+            }
+        }
+        let mut target = Target(None);
+        attrs.record(&mut target);
+        let mut spans = self.0.lock().unwrap();
+        spans.push((attrs.metadata().name(), target.0));
+        tracing::span::Id::from_u64(spans.len() as u64)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[tokio::test]
+async fn a_miss_and_an_invalidation_open_spans_and_a_hit_opens_none() {
+    let spans = Arc::new(Spans::default());
+    let _default = tracing::subscriber::set_default(spans.clone());
+    let (_store, rt) = setup();
+    let _: u32 = run(&rt, &policy(), "span:1".to_owned(), PlainOutput, async {
+        7
+    })
+    .await;
+    assert_eq!(
+        spans.names(),
+        [("cachekit.miss", Some("span:1".to_owned()))]
+    );
+    let _: u32 = run(&rt, &policy(), "span:1".to_owned(), PlainOutput, async {
+        8
+    })
+    .await;
+    assert_eq!(
+        spans.names().len(),
+        1,
+        "a hit opens no span: {:?}",
+        spans.names()
+    );
+    let deleted = crate::invalidate::invalidate_pattern(&rt, "span:*", &COUNTERS)
+        .await
+        .expect("invalidated");
+    assert_eq!(deleted, 1);
+    assert_eq!(
+        spans.names()[1],
+        ("cachekit.invalidate", Some("span:*".to_owned()))
+    );
+}

@@ -39,6 +39,7 @@ pub async fn invalidate(pattern: &str) -> Result<u64> {
     invalidate_pattern(&rt, pattern, &OTHER).await
 }
 
+#[tracing::instrument(name = "cachekit.invalidate", level = "debug", skip_all, fields(pattern = %pattern))]
 pub(crate) async fn invalidate_pattern(
     rt: &Arc<Runtime>,
     pattern: &str,
@@ -60,6 +61,7 @@ pub async fn invalidate_tag(tag: &str) -> Result<u64> {
     invalidate_tag_in(&rt, tag, &OTHER).await
 }
 
+#[tracing::instrument(name = "cachekit.invalidate_tag", level = "debug", skip_all, fields(tag = %tag))]
 pub(crate) async fn invalidate_tag_in(
     rt: &Arc<Runtime>,
     tag: &str,
@@ -90,6 +92,7 @@ pub(crate) async fn invalidate_tag_in(
 /// Invalidates every entry of a namespace in one round trip, by moving it to
 /// its next generation; returns the new generation. Entries written before
 /// are never read again and expire by their TTL.
+#[tracing::instrument(name = "cachekit.invalidate_namespace", level = "debug")]
 pub async fn invalidate_namespace(namespace: &str) -> Result<u64> {
     let rt = runtime().await;
     let generation = rt.bump_namespace(namespace).await?;
@@ -126,6 +129,12 @@ pub struct Targets {
 
 /// Runs a `#[invalidate]`. Never fails: errors are logged and counted, so an
 /// invalidation problem cannot turn a successful write into a failure.
+#[tracing::instrument(
+    name = "cachekit.invalidate_targets",
+    level = "debug",
+    skip_all,
+    fields(function = counters.name(), keys = ?targets.keys, tags = ?targets.tags, namespaces = ?targets.namespaces)
+)]
 pub async fn invalidate_targets(counters: &'static Counters, targets: Targets) {
     let rt = runtime().await;
     let mut failures: Vec<(String, Error)> = Vec::new();

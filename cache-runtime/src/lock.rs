@@ -82,6 +82,7 @@ fn check(name: &str, ttl: Duration) -> Result<()> {
 
 /// Takes the lock `name` if it is free. The lease lasts `ttl` and is renewed
 /// while the guard lives.
+#[tracing::instrument(name = "cachekit.try_lock", level = "debug")]
 pub async fn try_lock(name: &str, ttl: Duration) -> Result<Option<LockGuard>> {
     check(name, ttl)?;
     let rt = runtime().await;
@@ -129,6 +130,7 @@ pub async fn try_lock(name: &str, ttl: Duration) -> Result<Option<LockGuard>> {
 /// Takes the lock `name`, waiting for it at most `ttl` (the longest a
 /// crashed holder can keep it). Fails with [`Error::Timeout`] if a live
 /// holder keeps it longer.
+#[tracing::instrument(name = "cachekit.lock", level = "debug")]
 pub async fn lock(name: &str, ttl: Duration) -> Result<LockGuard> {
     let started = Instant::now();
     let mut wait = Duration::from_millis(2);

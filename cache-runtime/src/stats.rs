@@ -164,6 +164,11 @@ impl Counters {
         }
     }
 
+    /// The function's path or the namespace counted.
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
     /// Adds one to `count`.
     #[inline]
     pub(crate) fn add(&'static self, count: Count) {
