@@ -1,145 +1,19 @@
 //! What the engine asks of the store: a hit is one read, a miss one read
 //! and one write, and a caller whose miss raced with another leader's store
 //! reads again instead of computing twice. Over the memory backend, behind
-//! a wrapper that counts reads and can hold one read back.
+//! a wrapper that counts reads and can hold one read back (`TestStore`).
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-
-use tokio::sync::oneshot;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::*;
-use crate::backend::{BoxFuture, EventStream, KeyTtl, MemoryBackend, Swap};
+use crate::backend::test_store::TestStore;
 use crate::config::Config;
-
-/// The memory backend, counting reads and writes. A read can be held back
-/// after it has looked at the store: `hold_next_read` returns a receiver
-/// that fires once the read has looked, and a sender that lets it return.
-#[derive(Debug)]
-struct Counted {
-    inner: MemoryBackend,
-    reads: AtomicUsize,
-    writes: AtomicUsize,
-    hold: Mutex<Option<(oneshot::Sender<()>, oneshot::Receiver<()>)>>,
-}
-
-impl Counted {
-    fn new() -> Self {
-        Counted {
-            inner: MemoryBackend::new(1 << 20),
-            reads: AtomicUsize::new(0),
-            writes: AtomicUsize::new(0),
-            hold: Mutex::new(None),
-        }
-    }
-
-    fn reads(&self) -> usize {
-        self.reads.load(Ordering::SeqCst)
-    }
-
-    fn writes(&self) -> usize {
-        self.writes.load(Ordering::SeqCst)
-    }
-
-    /// Holds the next read back: returns (read has looked, let it return).
-    fn hold_next_read(&self) -> (oneshot::Receiver<()>, oneshot::Sender<()>) {
-        let (looked_tx, looked_rx) = oneshot::channel();
-        let (release_tx, release_rx) = oneshot::channel();
-        *self.hold.lock().unwrap() = Some((looked_tx, release_rx));
-        (looked_rx, release_tx)
-    }
-}
-
-impl Backend for Counted {
-    fn name(&self) -> &'static str {
-        "counted"
-    }
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
-        Box::pin(async move {
-            self.reads.fetch_add(1, Ordering::SeqCst);
-            let value = self.inner.get(key).await;
-            let hold = self.hold.lock().unwrap().take();
-            if let Some((looked, release)) = hold {
-                let _ = looked.send(());
-                let _ = release.await;
-            }
-            value
-        })
-    }
-    fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Bytes>>>> {
-        self.inner.get_many(keys)
-    }
-    fn write<'a>(&'a self, writes: &'a [Write]) -> BoxFuture<'a, Result<()>> {
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        self.inner.write(writes)
-    }
-    fn set_nx<'a>(
-        &'a self,
-        key: &'a str,
-        value: Bytes,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<bool>> {
-        self.inner.set_nx(key, value, ttl)
-    }
-    fn compare_and_swap<'a>(
-        &'a self,
-        key: &'a str,
-        expected: &'a [u8],
-        swap: Swap,
-    ) -> BoxFuture<'a, Result<bool>> {
-        self.inner.compare_and_swap(key, expected, swap)
-    }
-    fn delete<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<u64>> {
-        self.inner.delete(keys)
-    }
-    fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
-        self.inner.exists(key)
-    }
-    fn expire<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>> {
-        self.inner.expire(key, ttl)
-    }
-    fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<KeyTtl>> {
-        self.inner.ttl(key)
-    }
-    fn incr<'a>(
-        &'a self,
-        key: &'a str,
-        by: i64,
-        ttl: Option<Duration>,
-    ) -> BoxFuture<'a, Result<i64>> {
-        self.inner.incr(key, by, ttl)
-    }
-    fn members<'a>(&'a self, set: &'a str) -> BoxFuture<'a, Result<Vec<String>>> {
-        self.inner.members(set)
-    }
-    fn remove_members<'a>(
-        &'a self,
-        set: &'a str,
-        members: &'a [String],
-    ) -> BoxFuture<'a, Result<()>> {
-        self.inner.remove_members(set, members)
-    }
-    fn delete_matching<'a>(&'a self, pattern: &'a str) -> BoxFuture<'a, Result<u64>> {
-        self.inner.delete_matching(pattern)
-    }
-    fn publish<'a>(&'a self, channel: &'a str, event: &'a Event) -> BoxFuture<'a, Result<()>> {
-        self.inner.publish(channel, event)
-    }
-    fn subscribe(&self, channel: &str) -> Option<EventStream> {
-        self.inner.subscribe(channel)
-    }
-    fn ping(&self) -> BoxFuture<'_, Result<()>> {
-        self.inner.ping()
-    }
-    fn is_shared(&self) -> bool {
-        false
-    }
-}
 
 static COUNTERS: Counters = Counters::new(Scope::Function, "cached_tests");
 
-fn setup() -> (Arc<Counted>, Arc<Runtime>) {
-    let store = Arc::new(Counted::new());
+fn setup() -> (Arc<TestStore>, Arc<Runtime>) {
+    let store = Arc::new(TestStore::new());
     let rt = Runtime::with_backend(Config::memory(), store.clone());
     (store, rt)
 }

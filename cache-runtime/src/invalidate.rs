@@ -177,101 +177,10 @@ async fn delete_key(rt: &Arc<Runtime>, k: &str, counters: &'static Counters) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{Backend, BoxFuture, EventStream, KeyTtl, MemoryBackend, Swap, Write};
+    use crate::backend::test_store::TestStore;
+    use crate::backend::{Backend, Write};
     use bytes::Bytes;
-    use std::sync::Mutex;
     use std::time::Duration;
-
-    /// A memory store that performs one extra write right after the first
-    /// deletion it serves: a writer racing an invalidation.
-    #[derive(Debug)]
-    struct RacingWriter {
-        inner: MemoryBackend,
-        after_first_delete: Mutex<Option<Write>>,
-    }
-
-    impl Backend for RacingWriter {
-        fn name(&self) -> &'static str {
-            "racing"
-        }
-        fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
-            self.inner.get(key)
-        }
-        fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Bytes>>>> {
-            self.inner.get_many(keys)
-        }
-        fn write<'a>(&'a self, writes: &'a [Write]) -> BoxFuture<'a, Result<()>> {
-            self.inner.write(writes)
-        }
-        fn set_nx<'a>(
-            &'a self,
-            key: &'a str,
-            value: Bytes,
-            ttl: Duration,
-        ) -> BoxFuture<'a, Result<bool>> {
-            self.inner.set_nx(key, value, ttl)
-        }
-        fn compare_and_swap<'a>(
-            &'a self,
-            key: &'a str,
-            expected: &'a [u8],
-            swap: Swap,
-        ) -> BoxFuture<'a, Result<bool>> {
-            self.inner.compare_and_swap(key, expected, swap)
-        }
-        fn delete<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<u64>> {
-            Box::pin(async move {
-                let deleted = self.inner.delete(keys).await?;
-                let racing = self.after_first_delete.lock().unwrap().take();
-                if let Some(write) = racing {
-                    self.inner.write(std::slice::from_ref(&write)).await?;
-                }
-                Ok(deleted)
-            })
-        }
-        fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
-            self.inner.exists(key)
-        }
-        fn expire<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>> {
-            self.inner.expire(key, ttl)
-        }
-        fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<KeyTtl>> {
-            self.inner.ttl(key)
-        }
-        fn incr<'a>(
-            &'a self,
-            key: &'a str,
-            by: i64,
-            ttl: Option<Duration>,
-        ) -> BoxFuture<'a, Result<i64>> {
-            self.inner.incr(key, by, ttl)
-        }
-        fn members<'a>(&'a self, set: &'a str) -> BoxFuture<'a, Result<Vec<String>>> {
-            self.inner.members(set)
-        }
-        fn remove_members<'a>(
-            &'a self,
-            set: &'a str,
-            members: &'a [String],
-        ) -> BoxFuture<'a, Result<()>> {
-            self.inner.remove_members(set, members)
-        }
-        fn delete_matching<'a>(&'a self, pattern: &'a str) -> BoxFuture<'a, Result<u64>> {
-            self.inner.delete_matching(pattern)
-        }
-        fn publish<'a>(&'a self, channel: &'a str, event: &'a Event) -> BoxFuture<'a, Result<()>> {
-            self.inner.publish(channel, event)
-        }
-        fn subscribe(&self, channel: &str) -> Option<EventStream> {
-            self.inner.subscribe(channel)
-        }
-        fn ping(&self) -> BoxFuture<'_, Result<()>> {
-            self.inner.ping()
-        }
-        fn is_shared(&self) -> bool {
-            self.inner.is_shared()
-        }
-    }
 
     #[tokio::test]
     async fn an_entry_written_during_a_tag_invalidation_stays_listed() {
@@ -281,10 +190,8 @@ mod tests {
             ttl: Duration::from_secs(60),
             member_of: vec!["#tag:t".into()],
         };
-        let backend = Arc::new(RacingWriter {
-            inner: MemoryBackend::new(1 << 20),
-            after_first_delete: Mutex::new(Some(tagged("new"))),
-        });
+        let backend = Arc::new(TestStore::new());
+        backend.write_after_next_delete(tagged("new"));
         let rt = Runtime::with_backend(crate::Config::memory(), backend.clone());
         backend.write(&[tagged("old")]).await.unwrap();
         // `new` is written (and listed) right after `old` is deleted.

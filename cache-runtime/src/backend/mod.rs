@@ -24,6 +24,8 @@ use crate::error::Result;
 pub mod cluster;
 pub mod memory;
 pub mod redis;
+#[cfg(test)]
+pub(crate) mod test_store;
 pub mod tiered;
 
 pub use cluster::ClusterBackend;
