@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use cachekit::backend::{Backend, ClusterBackend, Event, EventStream};
 use cachekit::{Cache, Config, RedisUrl, cached};
 use common::cluster::{RedisCluster, cluster_ports, key_slot};
+use common::load::{Observed, spawn_cached_callers};
 use common::{note, run};
 
 /// Bound of one cache operation in these tests.
@@ -56,18 +57,6 @@ fn config(urls: &[String]) -> Config {
         .connect_timeout(TIMEOUT)
 }
 
-#[derive(Default)]
-struct Observed {
-    calls: AtomicU64,
-    wrong: AtomicU64,
-    errors: AtomicU64,
-    over_bound: AtomicU64,
-    max_us: AtomicU64,
-    api_calls: AtomicU64,
-    api_errors: AtomicU64,
-    api_over_bound: AtomicU64,
-}
-
 /// `callers` tasks calling the cached function over 256 keys (spread over
 /// every primary), and a tenth as many writing and reading through the
 /// `Cache` API, until stopped.
@@ -82,38 +71,7 @@ impl Load {
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Observed::default());
         let bound = TIMEOUT + WORK + SLACK;
-        let mut tasks = Vec::new();
-        for caller in 0..callers {
-            let (stop, seen) = (stop.clone(), seen.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut n = caller as u64;
-                while !stop.load(Ordering::Relaxed) {
-                    n = n
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    let id = (n >> 33) % 256;
-                    let started = Instant::now();
-                    let result = work(id).await;
-                    let took = started.elapsed();
-                    seen.calls.fetch_add(1, Ordering::Relaxed);
-                    seen.max_us
-                        .fetch_max(took.as_micros() as u64, Ordering::Relaxed);
-                    if took > bound {
-                        seen.over_bound.fetch_add(1, Ordering::Relaxed);
-                    }
-                    match result {
-                        Ok(v) if v == id * 3 + 1 => {}
-                        Ok(_) => {
-                            seen.wrong.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(_) => {
-                            seen.errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    tokio::task::yield_now().await;
-                }
-            }));
-        }
+        let mut tasks = spawn_cached_callers(callers, 256, bound, &stop, &seen, work);
         for caller in 0..callers.div_ceil(10) {
             let (stop, seen) = (stop.clone(), seen.clone());
             tasks.push(tokio::spawn(async move {
@@ -128,15 +86,11 @@ impl Load {
                         }
                     }
                     .await;
-                    seen.api_calls.fetch_add(1, Ordering::Relaxed);
-                    // Two operations, each within the timeout.
-                    if started.elapsed() > 2 * TIMEOUT + SLACK {
-                        seen.api_over_bound.fetch_add(1, Ordering::Relaxed);
-                    }
+                    // Two operations, each within the timeout. The explicit
+                    // API reports failures; during a failover some are
+                    // expected.
+                    seen.record_api(started.elapsed(), 2 * TIMEOUT + SLACK, outcome.is_err());
                     if outcome.is_err() {
-                        // The explicit API reports failures; during a
-                        // failover some are expected.
-                        seen.api_errors.fetch_add(1, Ordering::Relaxed);
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                 }
@@ -150,45 +104,9 @@ impl Load {
         for task in self.tasks {
             task.await.expect("a caller panicked");
         }
-        let s = &self.seen;
-        note(format!(
-            "{what}: {} cached calls (max {} ms, {} over bound), {} Cache API calls ({} errors, {} over bound)",
-            s.calls.load(Ordering::Relaxed),
-            s.max_us.load(Ordering::Relaxed) / 1000,
-            s.over_bound.load(Ordering::Relaxed),
-            s.api_calls.load(Ordering::Relaxed),
-            s.api_errors.load(Ordering::Relaxed),
-            s.api_over_bound.load(Ordering::Relaxed),
-        ));
+        note(self.seen.summary(what));
         self.seen
     }
-}
-
-fn assert_correct(seen: &Observed, what: &str) {
-    assert!(
-        seen.calls.load(Ordering::Relaxed) > 0,
-        "{what}: no calls ran"
-    );
-    assert_eq!(
-        seen.wrong.load(Ordering::Relaxed),
-        0,
-        "{what}: wrong values"
-    );
-    assert_eq!(
-        seen.errors.load(Ordering::Relaxed),
-        0,
-        "{what}: cached calls failed"
-    );
-    assert_eq!(
-        seen.over_bound.load(Ordering::Relaxed),
-        0,
-        "{what}: cached calls past their bound"
-    );
-    assert_eq!(
-        seen.api_over_bound.load(Ordering::Relaxed),
-        0,
-        "{what}: Cache API calls past their bound"
-    );
 }
 
 /// Waits until a fresh key whose slot is in `slots` (any slot if empty) is
@@ -307,7 +225,7 @@ fn a_primary_killed_under_load_fails_over_with_no_caller_visible_error() {
             resumed.as_millis(),
             steady.as_millis(),
         ));
-        assert_correct(&seen, "failover");
+        seen.assert_correct("failover");
         let stored: Option<String> = blocking({
             let cluster = cluster.clone();
             move || {

@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cachekit::{Cache, CircuitState, Config, cached};
+use common::load::{Observed, spawn_cached_callers};
 use common::proxy::Proxy;
 use common::{RedisServer, note, run};
 
@@ -75,21 +76,6 @@ fn config(server_url: &str) -> Config {
         .connect_timeout(TIMEOUT)
 }
 
-#[derive(Default)]
-struct Observed {
-    calls: AtomicU64,
-    wrong: AtomicU64,
-    errors: AtomicU64,
-    over_bound: AtomicU64,
-    max_us: AtomicU64,
-    api_calls: AtomicU64,
-    api_errors: AtomicU64,
-    api_over_bound: AtomicU64,
-    api_max_us: AtomicU64,
-    /// `get_or_compute` failures or wrong values: it fails open, so none.
-    computed_api_failures: AtomicU64,
-}
-
 /// `callers` tasks calling the cached function, and a tenth as many calling
 /// the `Cache` API, until stopped.
 struct Load {
@@ -115,38 +101,7 @@ impl Load {
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Observed::default());
         let bound = TIMEOUT + WORK + SLACK;
-        let mut tasks = Vec::new();
-        for caller in 0..callers {
-            let (stop, seen) = (stop.clone(), seen.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut n = caller as u64;
-                while !stop.load(Ordering::Relaxed) {
-                    n = n
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    let id = (n >> 33) % 64;
-                    let started = Instant::now();
-                    let result = work(id).await;
-                    let took = started.elapsed();
-                    seen.calls.fetch_add(1, Ordering::Relaxed);
-                    seen.max_us
-                        .fetch_max(took.as_micros() as u64, Ordering::Relaxed);
-                    if took > bound {
-                        seen.over_bound.fetch_add(1, Ordering::Relaxed);
-                    }
-                    match result {
-                        Ok(v) if v == id * 3 + 1 => {}
-                        Ok(_) => {
-                            seen.wrong.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(_) => {
-                            seen.errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    tokio::task::yield_now().await;
-                }
-            }));
-        }
+        let mut tasks = spawn_cached_callers(callers, KEYS, bound, &stop, &seen, work);
         for caller in 0..callers.div_ceil(10) {
             let (stop, seen) = (stop.clone(), seen.clone());
             tasks.push(tokio::spawn(async move {
@@ -174,17 +129,10 @@ impl Load {
                         }
                     }
                     .await;
-                    let took = started.elapsed();
-                    seen.api_calls.fetch_add(1, Ordering::Relaxed);
-                    seen.api_max_us
-                        .fetch_max(took.as_micros() as u64, Ordering::Relaxed);
                     // Three operations, each within the timeout (a
                     // computation on a failing store costs one at most).
-                    if took > 3 * TIMEOUT + SLACK {
-                        seen.api_over_bound.fetch_add(1, Ordering::Relaxed);
-                    }
+                    seen.record_api(started.elapsed(), 3 * TIMEOUT + SLACK, outcome.is_err());
                     if outcome.is_err() {
-                        seen.api_errors.fetch_add(1, Ordering::Relaxed);
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                 }
@@ -198,17 +146,7 @@ impl Load {
         for task in std::mem::take(&mut self.tasks) {
             task.await.expect("a caller panicked");
         }
-        let s = &self.seen;
-        note(format!(
-            "{what}: {} cached calls (max {} ms, {} over bound), {} Cache API calls ({} errors, max {} ms, {} over bound)",
-            s.calls.load(Ordering::Relaxed),
-            s.max_us.load(Ordering::Relaxed) / 1000,
-            s.over_bound.load(Ordering::Relaxed),
-            s.api_calls.load(Ordering::Relaxed),
-            s.api_errors.load(Ordering::Relaxed),
-            s.api_max_us.load(Ordering::Relaxed) / 1000,
-            s.api_over_bound.load(Ordering::Relaxed),
-        ));
+        note(self.seen.summary(what));
         self.seen.clone()
     }
 }
@@ -225,7 +163,7 @@ struct Report<'a> {
 /// fault's `RESULT` line.
 fn assert_correct_and_report(seen: &Observed, r: Report<'_>) {
     let what = r.fault;
-    assert_correct(seen, what);
+    seen.assert_correct(what);
     let peak = PEAK_RUNNING.swap(0, Ordering::AcqRel);
     assert!(
         peak <= KEYS,
@@ -257,38 +195,6 @@ async fn observe(window: Duration) -> (u64, bool) {
     let per_s = (COMPUTED.load(Ordering::Relaxed) - before) * 1000
         / started.elapsed().as_millis().max(1) as u64;
     (per_s, opened)
-}
-
-fn assert_correct(seen: &Observed, what: &str) {
-    assert!(
-        seen.calls.load(Ordering::Relaxed) > 0,
-        "{what}: no calls ran"
-    );
-    assert_eq!(
-        seen.wrong.load(Ordering::Relaxed),
-        0,
-        "{what}: wrong values"
-    );
-    assert_eq!(
-        seen.errors.load(Ordering::Relaxed),
-        0,
-        "{what}: cached calls failed"
-    );
-    assert_eq!(
-        seen.over_bound.load(Ordering::Relaxed),
-        0,
-        "{what}: cached calls past their bound"
-    );
-    assert_eq!(
-        seen.api_over_bound.load(Ordering::Relaxed),
-        0,
-        "{what}: Cache API calls past their bound"
-    );
-    assert_eq!(
-        seen.computed_api_failures.load(Ordering::Relaxed),
-        0,
-        "{what}: get_or_compute failed or returned a wrong value"
-    );
 }
 
 /// Waits until a fresh key is computed once and then served from Redis.

@@ -18,6 +18,7 @@ use std::sync::{LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
 pub mod cluster;
+pub mod load;
 
 /// One tokio runtime for every test of a binary: the global cache's
 /// connection lives on it, so tests running side by side never see it torn
