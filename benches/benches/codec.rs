@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 #[path = "../support/mod.rs"]
 mod support;
 
-use support::{Plan, Report, bytes, median, order, per_op, range, x};
+use support::{Plan, Report, bytes, load_user, median, order, per_op, range, x};
 
 /// A deterministic generator (xorshift), so every run encodes the same data.
 struct Rng(u64);
@@ -78,17 +78,6 @@ fn sentence(rng: &mut Rng, words: usize) -> String {
         .join(" ")
 }
 
-/// A small record (about 110 bytes of JSON).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct User {
-    id: u64,
-    name: String,
-    email: String,
-    active: bool,
-    roles: Vec<String>,
-    score: f64,
-}
-
 /// A document of about 10 KB of JSON: prose, nested objects, numbers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Document {
@@ -124,17 +113,6 @@ struct Record {
     price: f64,
     quantity: u32,
     active: bool,
-}
-
-fn small() -> User {
-    User {
-        id: 7,
-        name: "User number 7".into(),
-        email: "user7@example.com".into(),
-        active: true,
-        roles: vec!["reader".into(), "writer".into()],
-        score: 10.5,
-    }
 }
 
 fn document() -> Document {
@@ -272,7 +250,7 @@ fn shape<T: Serialize + DeserializeOwned + PartialEq>(
 fn main() {
     let plan = Plan::from_env();
     let mut report = Report::start("codec", "Codecs: size and time per value shape", plan);
-    let mut rows = shape(plan, "small struct", &small(), 200_000);
+    let mut rows = shape(plan, "small struct", &load_user(7), 200_000);
     rows.extend(shape(plan, "10 KB document", &document(), 10_000));
     rows.extend(shape(plan, "1,000 records", &records(), 1_000));
     report.text(

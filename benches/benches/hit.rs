@@ -19,34 +19,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
-use serde::{Deserialize, Serialize};
 
 #[path = "../support/mod.rs"]
 mod support;
 
-use support::{Plan, RedisServer, Report, median, order, per_op, range, rate, run, x};
-
-/// A small record, about 150 bytes of JSON.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct User {
-    id: u64,
-    name: String,
-    email: String,
-    active: bool,
-    roles: Vec<String>,
-    score: f64,
-}
-
-fn load_user(id: u64) -> User {
-    User {
-        id,
-        name: format!("User number {id}"),
-        email: format!("user{id}@example.com"),
-        active: !id.is_multiple_of(3),
-        roles: vec!["reader".into(), "writer".into()],
-        score: id as f64 * 1.5,
-    }
-}
+use support::{
+    Plan, RedisServer, Report, User, load_user, median, order, per_op, range, rate, run, x,
+};
 
 #[derive(Debug, Clone)]
 struct BenchError(String);

@@ -8,12 +8,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use cachekit::LocalTierConfig;
-use serde::{Deserialize, Serialize};
 
 #[path = "../support/mod.rs"]
 mod support;
 
-use support::{Plan, RedisServer, Report, bytes, run};
+use support::{Plan, RedisServer, Report, User, bytes, load_user, run};
 
 /// The system allocator, counting the bytes it holds.
 struct Counting;
@@ -73,27 +72,6 @@ fn rss() -> i64 {
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
     pages * 4096
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct User {
-    id: u64,
-    name: String,
-    email: String,
-    active: bool,
-    roles: Vec<String>,
-    score: f64,
-}
-
-fn load_user(id: u64) -> User {
-    User {
-        id,
-        name: format!("User number {id}"),
-        email: format!("user{id}@example.com"),
-        active: !id.is_multiple_of(3),
-        roles: vec!["reader".into(), "writer".into()],
-        score: id as f64 * 1.5,
-    }
 }
 
 #[cachekit::cached(ttl = 3600, key = "user:{id}")]

@@ -7,33 +7,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use cachekit::LocalTierConfig;
-use serde::{Deserialize, Serialize};
 
 #[path = "../support/mod.rs"]
 mod support;
 
-use support::{Plan, RedisServer, Report, median, order, per_op, range, run, x};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct User {
-    id: u64,
-    name: String,
-    email: String,
-    active: bool,
-    roles: Vec<String>,
-    score: f64,
-}
-
-fn load_user(id: u64) -> User {
-    User {
-        id,
-        name: format!("User number {id}"),
-        email: format!("user{id}@example.com"),
-        active: !id.is_multiple_of(3),
-        roles: vec!["reader".into(), "writer".into()],
-        score: id as f64 * 1.5,
-    }
-}
+use support::{Plan, RedisServer, Report, User, load_user, median, order, per_op, range, run, x};
 
 const KEYS: u64 = 1_000;
 

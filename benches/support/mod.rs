@@ -24,6 +24,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 #[path = "../../tests/common/mod.rs"]
 pub mod server;
 
@@ -471,4 +473,28 @@ pub fn command_delta(
         .map(|(name, n)| (name.clone(), n - before.get(name).copied().unwrap_or(0)))
         .filter(|(_, n)| *n > 0)
         .collect()
+}
+
+/// A small record, about 110 bytes of JSON: the value of the hit, tier,
+/// memory and codec benches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: u64,
+    pub name: String,
+    pub email: String,
+    pub active: bool,
+    pub roles: Vec<String>,
+    pub score: f64,
+}
+
+/// The record of user `id`.
+pub fn load_user(id: u64) -> User {
+    User {
+        id,
+        name: format!("User number {id}"),
+        email: format!("user{id}@example.com"),
+        active: !id.is_multiple_of(3),
+        roles: vec!["reader".into(), "writer".into()],
+        score: id as f64 * 1.5,
+    }
 }
