@@ -259,16 +259,20 @@ fn fail_soft(item: TokenStream, error: syn::Error) -> TokenStream {
     quote!(#item #error)
 }
 
+/// The function under `#[attr]`; anything else comes back unchanged, with
+/// the error.
+fn parse_fn(item: &TokenStream, attr: &str) -> Result<ItemFn, TokenStream> {
+    syn::parse2(item.clone()).map_err(|e| {
+        let message = format!("#[{attr}] applies to an `async fn`");
+        fail_soft(item.clone(), syn::Error::new(e.span(), message))
+    })
+}
+
 /// `#[cached(...)]`.
 pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
-    let func: ItemFn = match syn::parse2(item.clone()) {
+    let func = match parse_fn(&item, "cached") {
         Ok(f) => f,
-        Err(e) => {
-            return fail_soft(
-                item,
-                syn::Error::new(e.span(), "#[cached] applies to an `async fn`"),
-            );
-        }
+        Err(out) => return out,
     };
     let mut errors = Errors::default();
     let args = match parse_args(args) {
@@ -561,14 +565,9 @@ fn companions(
 
 /// `#[invalidate(...)]`.
 pub(crate) fn invalidate(args: TokenStream, item: TokenStream) -> TokenStream {
-    let func: ItemFn = match syn::parse2(item.clone()) {
+    let func = match parse_fn(&item, "invalidate") {
         Ok(f) => f,
-        Err(e) => {
-            return fail_soft(
-                item,
-                syn::Error::new(e.span(), "#[invalidate] applies to an `async fn`"),
-            );
-        }
+        Err(out) => return out,
     };
     let mut errors = Errors::default();
     let args = match parse_args(args) {
