@@ -130,7 +130,7 @@ fn main() {
     let n = plan.n(100_000) as u64;
 
     run(async {
-        cachekit::init(cachekit::Config::memory())
+        cachekit::init(cachekit::Config::memory().memory_max_bytes(1 << 30))
             .await
             .expect("memory backend");
     });
@@ -142,6 +142,8 @@ fn main() {
     let url = server.url();
     run(async {
         let tier = LocalTierConfig {
+            // Room for every entry: the point is their cost, not eviction.
+            max_bytes: 1 << 30,
             max_ttl: Duration::from_secs(3600),
             ..LocalTierConfig::default()
         };

@@ -201,7 +201,8 @@ pub struct LocalTierConfig {
     /// Keep every cached function's entries in the tier (not only those
     /// marked `local = true`).
     pub all: bool,
-    /// Upper bound of the tier, in bytes of keys and values.
+    /// Upper bound of the tier, in bytes of heap: keys, values and about
+    /// 480 bytes of bookkeeping per entry.
     pub max_bytes: u64,
     /// Longest time an entry stays in the tier, whatever its TTL.
     pub max_ttl: Duration,
@@ -438,7 +439,8 @@ impl Config {
         self
     }
 
-    /// Upper bound of the embedded in-memory store, in bytes (default 256 MiB).
+    /// Upper bound of the embedded in-memory store, in bytes of heap: keys,
+    /// values and about 480 bytes of bookkeeping per entry (default 256 MiB).
     pub fn memory_max_bytes(mut self, bytes: u64) -> Self {
         self.memory_max_bytes = bytes;
         self

@@ -44,9 +44,9 @@ impl Stored {
             Value::Bytes(b) => b.len(),
             Value::Set(set) => set
                 .lock()
-                .map_or(0, |s| s.keys().map(|k| k.len() + 16).sum()),
+                .map_or(0, |s| s.keys().map(|k| k.len() + 64).sum()),
         };
-        u32::try_from(key.len() + value + 48).unwrap_or(u32::MAX)
+        u32::try_from(key.len() + value + super::ENTRY_OVERHEAD).unwrap_or(u32::MAX)
     }
 }
 
@@ -96,7 +96,8 @@ fn wrong_type(key: &str) -> Error {
 }
 
 impl MemoryBackend {
-    /// A store bounded to about `max_bytes` of keys and values; past the
+    /// A store bounded to about `max_bytes` of heap (keys, values and about
+    /// 480 bytes of bookkeeping per entry); past the
     /// bound, the least valuable entries are evicted (TinyLFU).
     pub fn new(max_bytes: u64) -> Self {
         MemoryBackend {

@@ -94,7 +94,8 @@ impl TieredBackend {
             local: Moka::builder()
                 .max_capacity(config.max_bytes)
                 .weigher(|k: &String, v: &Local| {
-                    u32::try_from(k.len() + v.value.len() + 64).unwrap_or(u32::MAX)
+                    u32::try_from(k.len() + v.value.len() + super::ENTRY_OVERHEAD)
+                        .unwrap_or(u32::MAX)
                 })
                 .expire_after(UntilDeadline)
                 .support_invalidation_closures()
