@@ -117,6 +117,16 @@ async fn a_miss_and_an_invalidation_open_spans_and_a_hit_opens_none() {
     let spans = Arc::new(Spans::default());
     let _default = tracing::subscriber::set_default(spans.clone());
     let (_store, rt) = setup();
+    // tracing caches each callsite's interest process-wide, from the thread
+    // that reaches it first: a test on another thread, with no subscriber,
+    // could make these spans disabled for every thread. Reach them here,
+    // then have their interest asked again while this subscriber is ours.
+    let _: u32 = run(&rt, &policy(), "warm".to_owned(), PlainOutput, async { 0 }).await;
+    crate::invalidate::invalidate_pattern(&rt, "warm", &COUNTERS)
+        .await
+        .expect("invalidated");
+    tracing::callsite::rebuild_interest_cache();
+    spans.0.lock().unwrap().clear();
     let _: u32 = run(&rt, &policy(), "span:1".to_owned(), PlainOutput, async {
         7
     })
