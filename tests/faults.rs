@@ -151,6 +151,14 @@ impl Load {
     }
 }
 
+/// Installs the cache on `url`, waits until it caches, and starts 256
+/// callers.
+async fn load_on(url: &str) -> Load {
+    cachekit::init(config(url)).await.unwrap();
+    time_until_caching_works(Duration::from_secs(5)).await;
+    Load::start(256)
+}
+
 /// What one fault did to the load, for README's table.
 struct Report<'a> {
     fault: &'a str,
@@ -222,9 +230,7 @@ fn redis_killed_mid_run_then_restarted() {
     run(async {
         let _serial = SERIAL.lock().await;
         let mut server = RedisServer::start();
-        cachekit::init(config(&server.url())).await.unwrap();
-        time_until_caching_works(Duration::from_secs(5)).await;
-        let load = Load::start(256);
+        let load = load_on(&server.url()).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         server.kill();
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -250,9 +256,7 @@ fn redis_paused_with_sigstop() {
     run(async {
         let _serial = SERIAL.lock().await;
         let server = RedisServer::start();
-        cachekit::init(config(&server.url())).await.unwrap();
-        time_until_caching_works(Duration::from_secs(5)).await;
-        let load = Load::start(256);
+        let load = load_on(&server.url()).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         server.pause();
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -294,9 +298,7 @@ fn redis_client_pause() {
     run(async {
         let _serial = SERIAL.lock().await;
         let server = RedisServer::start();
-        cachekit::init(config(&server.url())).await.unwrap();
-        time_until_caching_works(Duration::from_secs(5)).await;
-        let load = Load::start(256);
+        let load = load_on(&server.url()).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let _: () = server.cmd(&["CLIENT", "PAUSE", "3000", "ALL"]);
         let paused = Instant::now();
@@ -323,9 +325,7 @@ fn redis_slowed_by_debug_sleep() {
     run(async {
         let _serial = SERIAL.lock().await;
         let server = RedisServer::start();
-        cachekit::init(config(&server.url())).await.unwrap();
-        time_until_caching_works(Duration::from_secs(5)).await;
-        let load = Load::start(256);
+        let load = load_on(&server.url()).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         // A server that answers slowly: DEBUG SLEEP blocks it for 3 s.
         let url = server.url();
@@ -362,9 +362,7 @@ fn connections_killed_by_the_server() {
     run(async {
         let _serial = SERIAL.lock().await;
         let server = RedisServer::start();
-        cachekit::init(config(&server.url())).await.unwrap();
-        time_until_caching_works(Duration::from_secs(5)).await;
-        let load = Load::start(256);
+        let load = load_on(&server.url()).await;
         for _ in 0..5 {
             tokio::time::sleep(Duration::from_millis(300)).await;
             // cachekit reconnects in the background; cut its connection
@@ -400,9 +398,7 @@ fn connections_cut_mid_reply() {
         let _serial = SERIAL.lock().await;
         let server = RedisServer::start();
         let proxy = Proxy::start(server.port);
-        cachekit::init(config(&proxy.url())).await.unwrap();
-        time_until_caching_works(Duration::from_secs(5)).await;
-        let load = Load::start(256);
+        let load = load_on(&proxy.url()).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         for _ in 0..5 {
             // The proxy waits for the next reply bytes on any connection,
@@ -432,9 +428,7 @@ fn redis_restarted_empty() {
     run(async {
         let _serial = SERIAL.lock().await;
         let mut server = RedisServer::start();
-        cachekit::init(config(&server.url())).await.unwrap();
-        time_until_caching_works(Duration::from_secs(5)).await;
-        let load = Load::start(256);
+        let load = load_on(&server.url()).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         // Restarted empty: every value is recomputed, none is wrong.
         server.restart();

@@ -24,7 +24,8 @@ use redis::aio::ConnectionManager;
 mod support;
 
 use support::{
-    Plan, RedisServer, Report, User, load_user, median, order, per_op, range, rate, run, x,
+    Plan, Report, User, load_user, median, median_row, order, per_op, range, rate, ratio_row, run,
+    start_server_for_cached_crate,
 };
 
 #[derive(Debug, Clone)]
@@ -224,17 +225,6 @@ impl Samples {
     }
 }
 
-fn ratio_row(label: &str, ratios: &[f64], goal: &str, met: bool) -> Vec<String> {
-    let (lo, hi) = range(ratios);
-    vec![
-        label.into(),
-        x(median(ratios)),
-        format!("{} – {}", x(lo), x(hi)),
-        goal.into(),
-        if met { "yes" } else { "**no**" }.into(),
-    ]
-}
-
 fn main() {
     let plan = Plan::from_env();
     let mut report = Report::start(
@@ -242,14 +232,7 @@ fn main() {
         "Hit path: `#[cached]` vs hand-written redis vs `cached`",
         plan,
     );
-    let server = RedisServer::start();
-    // The `cached` crate's macro reads its server from the environment;
-    // set before any thread of ours starts.
-    // SAFETY: no other thread exists yet (the runtime starts below).
-    #[allow(unsafe_code)]
-    unsafe {
-        std::env::set_var("CACHED_REDIS_CONNECTION_STRING", server.url());
-    }
+    let server = start_server_for_cached_crate();
     let url = server.url();
 
     let (hand_conn, raw_conn) = run(async {
@@ -509,20 +492,12 @@ fn main() {
     ]);
     report.table(&["variant", "time per call", "calls per second"], &rows);
     report.text("For issue 2: a hit and a miss as ratios to a bare `GET` of the same bytes on a `ConnectionManager`, 1 task, same run (a miss is a GET that finds nothing, the computation, and a SET):");
-    let plain_row = |label: &str, r: &[f64]| {
-        let (lo, hi) = range(r);
-        vec![
-            label.to_owned(),
-            x(median(r)),
-            format!("{} – {}", x(lo), x(hi)),
-        ]
-    };
     report.table(
         &["", "median ratio", "range"],
         &[
-            plain_row("`#[cached]` hit ÷ bare GET", &hit_vs_get),
-            plain_row("hand-written hit ÷ bare GET", &hand_vs_get),
-            plain_row("`#[cached]` miss ÷ bare GET", &miss_vs_get),
+            median_row("`#[cached]` hit ÷ bare GET", &hit_vs_get),
+            median_row("hand-written hit ÷ bare GET", &hand_vs_get),
+            median_row("`#[cached]` miss ÷ bare GET", &miss_vs_get),
         ],
     );
     report.finish();

@@ -23,7 +23,9 @@ use tokio::sync::{Barrier, Semaphore};
 #[path = "../support/mod.rs"]
 mod support;
 
-use support::{Plan, RedisServer, Report, median, order, per_op, range, run, x};
+use support::{
+    Plan, Report, median, median_row, order, per_op, range, run, start_server_for_cached_crate,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Quote {
@@ -207,12 +209,7 @@ fn main() {
         "Miss path and hot-key stampede: `#[cached]` vs `cached`",
         plan,
     );
-    let server = RedisServer::start();
-    // SAFETY: no other thread exists yet (the runtime starts below).
-    #[allow(unsafe_code)]
-    unsafe {
-        std::env::set_var("CACHED_REDIS_CONNECTION_STRING", server.url());
-    }
+    let server = start_server_for_cached_crate();
     let url = server.url();
     let hand_conn = run(async {
         cachekit::init(cachekit::Config::redis(&url))
@@ -314,30 +311,22 @@ fn main() {
          Every caller checks it got the right value.",
         (callers as f64 / 16.0).ceil() * QUERY.as_millis() as f64
     ));
-    let row = |label: &str, r: &[f64]| {
-        let (lo, hi) = range(r);
-        vec![
-            label.to_owned(),
-            x(median(r)),
-            format!("{} – {}", x(lo), x(hi)),
-        ]
-    };
     report.table(
         &["comparison", "median ratio", "range over rounds"],
         &[
-            row(
+            median_row(
                 "miss, time per call: `#[cached]` ÷ `cached` crate",
                 &miss_vs_peer,
             ),
-            row(
+            median_row(
                 "miss, time per call: `#[cached]` ÷ hand-written",
                 &miss_vs_hand,
             ),
-            row(
+            median_row(
                 "stampede wall time: `cached` crate ÷ `#[cached]`",
                 &wall_peer_vs_ck,
             ),
-            row(
+            median_row(
                 "stampede wall time: hand-written ÷ `#[cached]`",
                 &wall_hand_vs_ck,
             ),

@@ -498,3 +498,35 @@ pub fn load_user(id: u64) -> User {
         score: id as f64 * 1.5,
     }
 }
+
+/// A table row: a ratio's median and range over rounds.
+pub fn median_row(label: &str, ratios: &[f64]) -> Vec<String> {
+    let (lo, hi) = range(ratios);
+    vec![
+        label.into(),
+        x(median(ratios)),
+        format!("{} – {}", x(lo), x(hi)),
+    ]
+}
+
+/// A table row: a ratio's median and range over rounds, its goal, and
+/// whether the median met it.
+pub fn ratio_row(label: &str, ratios: &[f64], goal: &str, met: bool) -> Vec<String> {
+    let mut row = median_row(label, ratios);
+    row.push(goal.into());
+    row.push(if met { "yes" } else { "**no**" }.into());
+    row
+}
+
+/// Starts the bench's server and points the `cached` crate's macros at it
+/// (they read their server from the environment). Call it first, before
+/// the bench starts any thread.
+pub fn start_server_for_cached_crate() -> RedisServer {
+    let server = RedisServer::start();
+    // SAFETY: the bench has started no other thread yet.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var("CACHED_REDIS_CONNECTION_STRING", server.url());
+    }
+    server
+}

@@ -24,6 +24,7 @@ use crate::config::{BackendConfig, Config};
 use crate::error::{Error, Result};
 use crate::flight::Flights;
 use crate::key::{self, Layout};
+use crate::per_thread;
 use crate::resilience::{CircuitState, Resilient};
 
 static GLOBAL: RwLock<Option<Arc<Runtime>>> = RwLock::new(None);
@@ -38,14 +39,8 @@ thread_local! {
     /// Reading `GLOBAL` and the listener's flag through their locks wrote
     /// two shared cache lines on every cached call, from every core; this
     /// reads two counters that almost never change.
-    static LOCAL: RefCell<Option<Local>> = const { RefCell::new(None) };
-}
-
-struct Local {
-    installs: u64,
-    runtimes_ended: u64,
     /// Weak, so that a replaced cache is not kept alive by idle threads.
-    runtime: Weak<Runtime>,
+    static LOCAL: per_thread::Slot<Weak<Runtime>> = const { RefCell::new(None) };
 }
 
 fn install(runtime: Arc<Runtime>) {
@@ -66,29 +61,15 @@ pub async fn init(config: Config) -> Result<()> {
 
 /// The global cache, initialized from the environment on first use.
 pub(crate) async fn runtime() -> Arc<Runtime> {
-    let installs = INSTALLS.load(Ordering::Acquire);
-    let runtimes_ended = crate::backend::redis::runtimes_ended();
-    let local = LOCAL
-        .try_with(|local| {
-            local
-                .borrow()
-                .as_ref()
-                .filter(|l| l.installs == installs && l.runtimes_ended == runtimes_ended)
-                .and_then(|l| l.runtime.upgrade())
-        })
-        .ok()
-        .flatten();
-    if let Some(rt) = local {
+    let stamp = (
+        INSTALLS.load(Ordering::Acquire),
+        crate::backend::redis::runtimes_ended(),
+    );
+    if let Some(rt) = per_thread::get(&LOCAL, stamp).and_then(|rt| rt.upgrade()) {
         return rt;
     }
     let rt = shared_runtime().await;
-    let _ = LOCAL.try_with(|local| {
-        *local.borrow_mut() = Some(Local {
-            installs,
-            runtimes_ended,
-            runtime: Arc::downgrade(&rt),
-        });
-    });
+    per_thread::put(&LOCAL, stamp, Arc::downgrade(&rt));
     rt
 }
 

@@ -28,6 +28,7 @@ mod global;
 mod invalidate;
 pub mod key;
 mod lock;
+mod per_thread;
 pub mod resilience;
 mod stats;
 

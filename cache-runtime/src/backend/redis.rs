@@ -28,6 +28,7 @@ use super::{Backend, BoxFuture, Event, EventStream, KeyTtl, Swap, Write, decode_
 use crate::codec::now_ms;
 use crate::config::RedisUrl;
 use crate::error::{Error, Result};
+use crate::per_thread;
 
 /// Keys per `SCAN` step and per `UNLINK` of a pattern deletion.
 pub(crate) const SCAN_COUNT: usize = 1_000;
@@ -401,19 +402,12 @@ pub(crate) fn runtime_sentinel() -> Arc<AtomicBool> {
     alive
 }
 
-/// A thread's copy of a backend's connection handle. A copy of a backend
-/// that was dropped lives until the thread next talks to Redis (through any
-/// backend) or ends; worker threads end with their runtime.
-struct LocalConn {
-    /// The backend it belongs to (its random sender id).
-    backend: u64,
-    /// [`runtimes_ended`] when it was copied.
-    runtimes_ended: u64,
-    conn: ConnectionManager,
-}
-
 thread_local! {
-    static LOCAL_CONN: std::cell::RefCell<Option<LocalConn>> = const { std::cell::RefCell::new(None) };
+    /// A thread's copy of a backend's connection handle, stamped with the
+    /// backend's random sender id and [`runtimes_ended`]. A copy of a
+    /// backend that was dropped lives until the thread next talks to Redis
+    /// (through any backend) or ends; worker threads end with their runtime.
+    static LOCAL_CONN: per_thread::Slot<ConnectionManager> = const { std::cell::RefCell::new(None) };
 }
 
 /// One Redis server.
@@ -487,30 +481,14 @@ impl RedisBackend {
 
     /// The connection handle (this thread's copy when it is current).
     fn conn(&self) -> Result<ConnectionManager> {
-        // Each thread keeps a copy of the connection handle, good while no
-        // runtime has ended: reading it writes no cache line shared with the
-        // other cores (the lock's reader count would, on every call).
-        let ended = runtimes_ended();
-        let cached = LOCAL_CONN
-            .try_with(|local| match &*local.borrow() {
-                Some(copy) if copy.backend == self.sender && copy.runtimes_ended == ended => {
-                    Some(copy.conn.clone())
-                }
-                _ => None,
-            })
-            .ok()
-            .flatten();
-        if let Some(conn) = cached {
+        // Good while no runtime has ended (the connection's driver may have
+        // run on it).
+        let stamp = (self.sender, runtimes_ended());
+        if let Some(conn) = per_thread::get(&LOCAL_CONN, stamp) {
             return Ok(conn);
         }
         let conn = self.shared_conn()?;
-        let _ = LOCAL_CONN.try_with(|local| {
-            *local.borrow_mut() = Some(LocalConn {
-                backend: self.sender,
-                runtimes_ended: ended,
-                conn: conn.clone(),
-            });
-        });
+        per_thread::put(&LOCAL_CONN, stamp, conn.clone());
         Ok(conn)
     }
 
