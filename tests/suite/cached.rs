@@ -237,6 +237,88 @@ pub async fn separators_in_values_never_collide(_: &Ctx) {
     assert_eq!(pair(":", "z").await, ":|z");
 }
 
+/// Rows of optional cells: the nested shape of issue 12.
+type Groups = Vec<Vec<Option<String>>>;
+
+#[cached(ttl = 60, key = "nested:{tag}:{groups}")]
+async fn nested_echo(tag: &str, groups: Groups) -> Groups {
+    bump(tag);
+    groups
+}
+
+#[cached(ttl = 60)]
+async fn nested_echo_unkeyed(tag: String, groups: Groups) -> Groups {
+    bump(&tag);
+    groups
+}
+
+/// Distinct values that a naive layout renders alike: the same cells
+/// grouped otherwise, empty against nested-empty, `""` against absent, and
+/// cells spelling separators, escapes, markers and globs.
+fn tricky_groups() -> Vec<Groups> {
+    let s = |x: &str| Some(x.to_owned());
+    vec![
+        vec![],
+        vec![vec![]],
+        vec![vec![], vec![]],
+        vec![vec![None]],
+        vec![vec![s("")]],
+        vec![vec![s(""), s("")]],
+        vec![vec![s("")], vec![s("")]],
+        vec![vec![None], vec![]],
+        vec![vec![], vec![None]],
+        vec![vec![s("1"), s("2")]],
+        vec![vec![s("1")], vec![s("2")]],
+        vec![vec![s("1,2")]],
+        vec![vec![s("1"), None, s("2")]],
+        vec![vec![s(":")]],
+        vec![vec![s("a:b")], vec![s("c")]],
+        vec![vec![s("a")], vec![s("b:c")]],
+        vec![vec![s("%")]],
+        vec![vec![s("%none")]],
+        vec![vec![s("%s%none")]],
+        vec![vec![s("%(%)")]],
+        vec![vec![s("%(")], vec![s("%)")]],
+        vec![vec![s("%_")]],
+        vec![vec![s("%2C")]],
+        vec![vec![s(",")]],
+        vec![vec![s("*")]],
+        vec![vec![s("*"), s("?")]],
+        vec![vec![s("[")], vec![s("]")]],
+        vec![vec![s("[ab]")]],
+        vec![vec![s("%(%(1,2%)%)")]],
+        vec![vec![s("{tag}"), s("#"), s(" ")]],
+    ]
+}
+
+pub async fn nested_keys_never_share_an_entry(_: &Ctx) {
+    let values = tricky_groups();
+    let distinct: std::collections::HashSet<&Groups> = values.iter().collect();
+    assert_eq!(distinct.len(), values.len(), "the values are distinct");
+    let keyed = crate::common::unique("nested");
+    let unkeyed = crate::common::unique("nested-unkeyed");
+    for round in ["computed", "cached"] {
+        for v in &values {
+            assert_eq!(&nested_echo(&keyed, v.clone()).await, v, "{round}");
+            assert_eq!(
+                &nested_echo_unkeyed(unkeyed.clone(), v.clone()).await,
+                v,
+                "{round}, default key"
+            );
+        }
+    }
+    assert_eq!(
+        count(&keyed) as usize,
+        values.len(),
+        "one computation per distinct value"
+    );
+    assert_eq!(
+        count(&unkeyed) as usize,
+        values.len(),
+        "one computation per distinct value, default key"
+    );
+}
+
 #[cached(ttl = 60, key = "glob:{tag}:{id}")]
 async fn globbed(tag: &str, id: &str) -> String {
     bump(tag);

@@ -63,6 +63,7 @@ macro_rules! all_tests {
             cached::methods_key_on_arguments_and_named_fields,
             cached::default_keys_cover_every_argument,
             cached::separators_in_values_never_collide,
+            cached::nested_keys_never_share_an_entry,
             cached::glob_characters_are_plain_data,
             cached::undecodable_entries_are_misses_and_get_overwritten,
             cached::namespaces_are_invalidated_in_one_step,
