@@ -19,10 +19,15 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 use std::time::Instant;
 
-use crate::backend::Write;
-use crate::cached::{CacheValue, PlainOutput, ResultOutput, Site};
-use crate::global::runtime;
+use bytes::Bytes;
+use futures_util::future::join_all;
+
+use crate::codec::{self, Meta};
+use crate::engine::{CacheValue, Hooks, PlainOutput, Policy, ResultOutput, Site};
+use crate::global::current;
+use crate::stack::Stack;
 use crate::stats::Count;
+use crate::store::{Swap, Write};
 
 /// A map a batch function returns: id → value.
 pub trait BatchMap<K>: Sized {
@@ -95,6 +100,11 @@ impl<K, M: BatchMap<K>> BatchOutput<M, K> for PlainOutput {
 
 /// The entry point of `#[cached(batch = ...)]`: `ids` and their rendered
 /// keys, in the same order; `compute` gets the ids that were not cached.
+///
+/// Every missing id is fenced like a single miss: a lease marker at its
+/// key (all taken concurrently, one round trip), and each value stored by
+/// a compare-and-swap against its marker, so an invalidation during the
+/// computation wins.
 pub async fn get_or_compute_batch<K, R, O, F, Fut>(
     site: &'static Site,
     ids: Vec<K>,
@@ -109,31 +119,62 @@ where
     Fut: Future<Output = R>,
 {
     let started = Instant::now();
-    let rt = runtime().await;
-    let p = site.policy(&rt, &[]);
+    let stack = current().await;
+    let p = Policy::<()>::of_site(site, &stack, Vec::new(), Hooks::NONE);
     let computing = |missing: Vec<K>, n: u64| {
         p.counters.add(Count::Computation);
         p.counters.add_n(Count::Miss, n);
         compute(missing)
     };
-    if !rt.config.enabled || ids.is_empty() {
+    if stack.off.is_some() || ids.is_empty() {
         let n = ids.len() as u64;
         return computing(ids, n).await;
     }
-    let mut full = Vec::with_capacity(keys.len());
-    for key in &keys {
-        match rt.data_key(p.namespace, key).await {
-            Ok(k) => full.push(k),
-            Err(e) => {
-                p.counters.add(Count::Error);
-                tracing::warn!(error = %e, "cache unavailable; computing the batch");
-                let n = ids.len() as u64;
-                return computing(ids, n).await;
-            }
+    let full = match full_keys(&stack, &p, &keys).await {
+        Ok(full) => full,
+        Err(e) => {
+            p.counters.add(Count::Error);
+            tracing::warn!(error = %e, "cache unavailable; computing the batch");
+            let n = ids.len() as u64;
+            return computing(ids, n).await;
+        }
+    };
+    let (hits, missing, key_of) = read(&stack, &p, ids, full).await;
+    p.counters.add_n(Count::Hit, hits.len() as u64);
+    if missing.is_empty() {
+        p.counters.latency(true, started.elapsed());
+        return output.restore_map(<O::Map as BatchMap<K>>::from_hits(hits));
+    }
+    let fences = fence(&stack, &p, &missing, &key_of).await;
+    let n = missing.len() as u64;
+    let mut result = computing(missing, n).await;
+    if let Some(map) = output.map_mut(&mut result) {
+        store(&stack, &p, map, &hits, &key_of, &fences).await;
+        for (id, value) in hits {
+            map.insert_hit(id, value);
         }
     }
-    let store = rt.store(p.local);
-    let raws = match store.get_many(&full).await {
+    p.counters.latency(false, started.elapsed());
+    result
+}
+
+async fn full_keys(stack: &Stack, p: &Policy<()>, keys: &[String]) -> crate::Result<Vec<String>> {
+    let mut full = Vec::with_capacity(keys.len());
+    for key in keys {
+        full.push(stack.data_key(p.namespace, key).await?);
+    }
+    Ok(full)
+}
+
+/// Reads every id's entry in one round trip: the hits, the missing ids,
+/// and each id's store key.
+async fn read<K: Clone + Eq + Hash, V: CacheValue>(
+    stack: &Stack,
+    p: &Policy<()>,
+    ids: Vec<K>,
+    full: Vec<String>,
+) -> (Vec<(K, V)>, Vec<K>, HashMap<K, String>) {
+    let raws = match stack.store.get_many(&full).await {
         Ok(raws) => raws,
         Err(e) => {
             p.counters.add(Count::Error);
@@ -141,15 +182,15 @@ where
             vec![None; full.len()]
         }
     };
-    let mut hits: Vec<(K, <O::Map as BatchMap<K>>::Value)> = Vec::new();
-    let mut missing: Vec<K> = Vec::new();
+    let mut hits = Vec::new();
+    let mut missing = Vec::new();
     let mut key_of: HashMap<K, String> = HashMap::with_capacity(ids.len());
     for ((id, key), raw) in ids.into_iter().zip(full).zip(raws) {
         if key_of.contains_key(&id) {
             continue; // the same id twice
         }
-        let decoded = raw.and_then(|raw| {
-            match rt
+        let decoded = raw.filter(|raw| !codec::is_lease(raw)).and_then(|raw| {
+            match stack
                 .envelope
                 .decode(&key, &raw)
                 .and_then(|e| e.value(p.format.codec))
@@ -168,39 +209,105 @@ where
         }
         key_of.insert(id, key);
     }
-    p.counters.add_n(Count::Hit, hits.len() as u64);
-    if missing.is_empty() {
-        p.counters.latency(true, started.elapsed());
-        return output.restore_map(<O::Map as BatchMap<K>>::from_hits(hits));
+    (hits, missing, key_of)
+}
+
+/// How each missing id's store is fenced.
+enum BatchFence {
+    /// A lease marker this call put at the key.
+    Marker(Bytes),
+    /// In process: a stamp of the embedded store.
+    Stamp(crate::fence::Stamp),
+    /// The marker could not be put (another caller's, or the store
+    /// failed): the value is returned, not stored.
+    None,
+}
+
+async fn fence<K: Eq + Hash>(
+    stack: &Stack,
+    p: &Policy<()>,
+    missing: &[K],
+    key_of: &HashMap<K, String>,
+) -> HashMap<String, BatchFence> {
+    let keys: Vec<&String> = missing.iter().filter_map(|id| key_of.get(id)).collect();
+    if let Some(memory) = &stack.memory {
+        return keys
+            .into_iter()
+            .map(|k| (k.clone(), BatchFence::Stamp(memory.stamp(k))))
+            .collect();
     }
-    let n = missing.len() as u64;
-    let mut result = computing(missing, n).await;
-    if let Some(map) = output.map_mut(&mut result) {
-        let mut writes = Vec::new();
-        for (id, value) in map.entries() {
-            let Some(key) = key_of.get(id) else { continue };
-            if hits.iter().any(|(hit, _)| hit == id) {
-                continue;
-            }
-            match p.format.codec.encode(value).and_then(|payload| {
-                rt.envelope
-                    .frame(key, payload, p.format, &crate::codec::Meta::NONE)
-            }) {
-                Ok(raw) => writes.push(Write::new(key.clone(), raw, p.ttl)),
-                Err(e) => {
-                    p.counters.add(Count::Error);
-                    tracing::warn!(key, error = %e, "value cannot be encoded; not cached");
-                }
-            }
+    let lease_ttl = stack.lease_ttl(p.lock);
+    let taken = join_all(keys.iter().map(|key| async move {
+        let marker = codec::lease_marker();
+        let write = Write::new((*key).clone(), marker.clone(), lease_ttl);
+        match stack.store.set_nx(&write).await {
+            Ok(true) => ((*key).clone(), BatchFence::Marker(marker)),
+            _ => ((*key).clone(), BatchFence::None),
         }
-        if let Err(e) = store.write(&writes).await {
-            p.counters.add(Count::Error);
-            tracing::warn!(error = %e, "cache write of a batch failed; values returned uncached");
+    }))
+    .await;
+    taken.into_iter().collect()
+}
+
+/// Stores the computed entries whose fence still holds.
+async fn store<K: Eq + Hash, M: BatchMap<K>>(
+    stack: &Stack,
+    p: &Policy<()>,
+    map: &M,
+    hits: &[(K, M::Value)],
+    key_of: &HashMap<K, String>,
+    fences: &HashMap<String, BatchFence>,
+) {
+    let mut writes = Vec::new();
+    for (id, value) in map.entries() {
+        let Some(key) = key_of.get(id) else { continue };
+        if hits.iter().any(|(hit, _)| hit == id) {
+            continue;
         }
-        for (id, value) in hits {
-            map.insert_hit(id, value);
+        match p
+            .format
+            .codec
+            .encode_checked(value)
+            .and_then(|payload| stack.envelope.frame(key, payload, p.format, &Meta::NONE))
+        {
+            Ok(raw) => writes.push((key, raw)),
+            Err(e) => crate::engine::unstorable(p.counters, p.site, key, &e.to_string()),
         }
     }
-    p.counters.latency(false, started.elapsed());
-    result
+    let stored = join_all(writes.into_iter().map(|(key, raw)| async move {
+        let swap = Swap::set(raw, p.ttl);
+        let stored = match fences.get(key) {
+            Some(BatchFence::Marker(marker)) => stack.store.compare_and_swap(key, marker, swap).await,
+            Some(BatchFence::Stamp(stamp)) => {
+                let Swap::Set { value, ttl, .. } = swap else { unreachable!() };
+                stack.memory.as_ref().map_or(Ok(false), |m| m.put_bytes(key, value, ttl, *stamp))
+            }
+            _ => Ok(false),
+        };
+        stored.inspect_err(|e| {
+            tracing::warn!(key, error = %e, "cache write of a batch entry failed; value returned uncached");
+        })
+    }))
+    .await;
+    for outcome in stored {
+        match outcome {
+            Ok(true) => {}
+            Ok(false) => p.counters.add(Count::Fenced),
+            Err(_) => p.counters.add(Count::Error),
+        }
+    }
+    // Markers whose id the computation left out are released.
+    for (key, fence) in fences {
+        if let BatchFence::Marker(marker) = fence
+            && !map
+                .entries()
+                .iter()
+                .any(|(id, _)| key_of.get(*id) == Some(key))
+        {
+            let _ = stack
+                .store
+                .compare_and_swap(key, marker, Swap::Delete)
+                .await;
+        }
+    }
 }

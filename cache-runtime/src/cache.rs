@@ -26,13 +26,17 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::backend::{Event, KeyTtl, Swap, Write};
-use crate::cached::{self, Policy};
-use crate::codec::{Format, Meta};
+use crate::bus::Event;
+use crate::codec::{self, Format, Meta};
+use crate::engine::{self, CacheValue, Policy};
 use crate::error::{Error, Result};
-use crate::global::{Runtime, runtime};
+use crate::global::current;
 use crate::key;
+use crate::stack::Stack;
 use crate::stats::{Count, Counters};
+use crate::store::{KeyTtl, Swap, Write};
+
+use crate::options::CacheOptions;
 
 /// Attempts of an optimistic `update` before it reports contention.
 const UPDATE_ATTEMPTS: usize = 1_000;
@@ -58,30 +62,39 @@ impl Clone for Cache {
     }
 }
 
-/// The context of one call: the runtime and the namespace's current segment.
+/// The context of one call: the stack, the namespace's current segment,
+/// and the counters to count in.
 struct Scope {
-    rt: Arc<Runtime>,
+    stack: Arc<Stack>,
     segment: Arc<str>,
+    counters: &'static Counters,
 }
 
 impl Scope {
     fn key(&self, key: &str) -> String {
-        self.rt.layout.data_key(Some(&self.segment), key)
+        self.stack.layout.data_key(Some(&self.segment), key)
     }
 
     /// The key relative to the namespace, if `full` is one of its current keys.
     fn relative<'k>(&self, full: &'k str) -> Option<&'k str> {
-        full.strip_prefix(self.rt.layout.prefix())?
+        full.strip_prefix(self.stack.layout.prefix())?
             .strip_prefix(&*self.segment)?
             .strip_prefix(':')
     }
 
-    /// Tells other processes (their in-process tiers) that keys changed,
-    /// without making the caller wait for it.
-    fn announce(&self, keys: Vec<String>) {
+    /// Follows a change to keys in this process's copies. Other processes
+    /// hear of it by tracking (the keys changed in the shared store).
+    fn changed(&self, keys: Vec<String>) {
         if !keys.is_empty() {
-            self.rt.publish_later(Event::Keys(keys));
+            self.stack.apply(&Event::Keys(keys));
         }
+    }
+
+    fn counted<T>(&self, result: Result<T>) -> Result<T> {
+        if result.as_ref().is_err_and(Error::is_transient) {
+            self.counters.add(Count::Error);
+        }
+        result
     }
 }
 
@@ -119,19 +132,18 @@ impl Cache {
                 self.namespace
             )));
         }
-        let rt = runtime().await;
-        let segment = rt
+        let stack = current().await;
+        stack.check()?;
+        let counters = stack.counters(self.counters());
+        let segment = stack
             .namespace_segment(self.namespace)
             .await
-            .inspect_err(|_| self.counters().add(Count::Error))?;
-        Ok(Scope { rt, segment })
-    }
-
-    fn counted<T>(&self, result: Result<T>) -> Result<T> {
-        if result.as_ref().is_err_and(Error::is_transient) {
-            self.counters().add(Count::Error);
-        }
-        result
+            .inspect_err(|_| counters.add(Count::Error))?;
+        Ok(Scope {
+            stack,
+            segment,
+            counters,
+        })
     }
 
     fn check_ttl(ttl: Duration) -> Result<()> {
@@ -158,12 +170,12 @@ impl Cache {
         let scope = self.scope().await?;
         let full = scope.key(key);
         let raw = scope
-            .rt
+            .stack
             .envelope
             .encode(&full, value, Format::JSON, &Meta::NONE)?;
         let write = Write::new(full.clone(), raw, ttl);
-        self.counted(scope.rt.backend.write(std::slice::from_ref(&write)).await)?;
-        scope.announce(vec![full]);
+        scope.counted(scope.stack.store.write(std::slice::from_ref(&write)).await)?;
+        scope.changed(vec![full]);
         Ok(())
     }
 
@@ -173,7 +185,7 @@ impl Cache {
         key::validate_key("key", key)?;
         let scope = self.scope().await?;
         let full = scope.key(key);
-        let raw = self.counted(scope.rt.backend.get(&full).await)?;
+        let raw = scope.counted(scope.stack.store.get(&full).await)?;
         Ok(self.decode(&scope, &full, raw.as_deref()))
     }
 
@@ -183,23 +195,29 @@ impl Cache {
         full: &str,
         raw: Option<&[u8]>,
     ) -> Option<T> {
-        let Some(raw) = raw else {
-            self.counters().add(Count::Miss);
+        // A lease marker is a computation under way: nothing yet.
+        let Some(raw) = raw.filter(|raw| !codec::is_lease(raw)) else {
+            scope.counters.add(Count::Miss);
             return None;
         };
-        match scope
-            .rt
-            .envelope
-            .decode(full, raw)
-            .and_then(|e| e.value(crate::Codec::Json))
-        {
+        let corrupted = scope.stack.faults.as_ref().is_some_and(|f| f.corrupts());
+        let decoded = if corrupted {
+            Err(Error::Codec("corrupted read (injected)".into()))
+        } else {
+            scope
+                .stack
+                .envelope
+                .decode(full, raw)
+                .and_then(|e| e.value(crate::Codec::Json))
+        };
+        match decoded {
             Ok(value) => {
-                self.counters().add(Count::Hit);
+                scope.counters.add(Count::Hit);
                 Some(value)
             }
             Err(e) => {
-                self.counters().add(Count::DecodeFailure);
-                self.counters().add(Count::Miss);
+                scope.counters.add(Count::DecodeFailure);
+                scope.counters.add(Count::Miss);
                 tracing::debug!(key = full, error = %e, "undecodable entry read as absent");
                 None
             }
@@ -212,8 +230,9 @@ impl Cache {
         key::validate_key("key", key)?;
         let scope = self.scope().await?;
         let full = scope.key(key);
-        let deleted = self.counted(scope.rt.backend.delete(std::slice::from_ref(&full)).await)? > 0;
-        scope.announce(vec![full]);
+        let deleted =
+            scope.counted(scope.stack.store.delete(std::slice::from_ref(&full)).await)? > 0;
+        scope.changed(vec![full]);
         Ok(deleted)
     }
 
@@ -228,16 +247,18 @@ impl Cache {
         }
         let scope = self.scope().await?;
         let full: Vec<String> = keys.iter().map(|k| scope.key(k.as_ref())).collect();
-        let deleted = self.counted(scope.rt.backend.delete(&full).await)?;
-        scope.announce(full);
+        let deleted = scope.counted(scope.stack.store.delete(&full).await)?;
+        scope.changed(full);
         Ok(deleted)
     }
 
-    /// Whether `key` holds a live entry.
+    /// Whether `key` holds a live entry (a computation under way holds
+    /// none yet).
     pub async fn exists(&self, key: &str) -> Result<bool> {
         key::validate_key("key", key)?;
         let scope = self.scope().await?;
-        self.counted(scope.rt.backend.exists(&scope.key(key)).await)
+        let raw = scope.counted(scope.stack.store.get(&scope.key(key)).await)?;
+        Ok(raw.is_some_and(|raw| !codec::is_lease(&raw)))
     }
 
     /// Merges the fields of `patch` (a JSON object) into the JSON object
@@ -271,12 +292,15 @@ impl Cache {
         };
         let scope = self.scope().await?;
         let full = scope.key(key);
-        let backend = &scope.rt.backend;
+        let backend = &scope.stack.store;
         for attempt in 0..UPDATE_ATTEMPTS {
-            let Some(raw) = self.counted(backend.get(&full).await)? else {
+            let Some(raw) = scope
+                .counted(backend.get(&full).await)?
+                .filter(|raw| !codec::is_lease(raw))
+            else {
                 return Ok(false);
             };
-            let entry = scope.rt.envelope.decode(&full, &raw)?;
+            let entry = scope.stack.envelope.decode(&full, &raw)?;
             let mut current: serde_json::Value = entry.value(crate::Codec::Json)?;
             let Some(object) = current.as_object_mut() else {
                 return Err(Error::Codec(format!(
@@ -286,16 +310,17 @@ impl Cache {
             for (field, value) in &patch {
                 object.insert(field.clone(), value.clone());
             }
-            let updated = scope
-                .rt
-                .envelope
-                .encode(&full, &current, Format::JSON, &entry.meta)?;
+            let updated =
+                scope
+                    .stack
+                    .envelope
+                    .encode(&full, &current, Format::JSON, &entry.meta)?;
             let swap = match ttl {
-                Some(ttl) => Swap::Set(updated, ttl),
+                Some(ttl) => Swap::set(updated, ttl),
                 None => Swap::SetKeepTtl(updated),
             };
-            if self.counted(backend.compare_and_swap(&full, &raw, swap).await)? {
-                scope.announce(vec![full]);
+            if scope.counted(backend.compare_and_swap(&full, &raw, swap).await)? {
+                scope.changed(vec![full]);
                 return Ok(true);
             }
             // Lost a race: back off a little, with jitter, and merge again.
@@ -312,7 +337,7 @@ impl Cache {
         key::validate_key("key", key)?;
         Self::check_ttl(ttl)?;
         let scope = self.scope().await?;
-        self.counted(scope.rt.backend.expire(&scope.key(key), ttl).await)
+        scope.counted(scope.stack.store.expire(&scope.key(key), ttl).await)
     }
 
     /// The remaining TTL of `key`; `None` if it is absent (or never expires).
@@ -320,7 +345,7 @@ impl Cache {
         key::validate_key("key", key)?;
         let scope = self.scope().await?;
         Ok(
-            match self.counted(scope.rt.backend.ttl(&scope.key(key)).await)? {
+            match scope.counted(scope.stack.store.ttl(&scope.key(key)).await)? {
                 KeyTtl::Expires(d) => Some(d),
                 KeyTtl::Missing | KeyTtl::Persistent => None,
             },
@@ -334,28 +359,27 @@ impl Cache {
         key::validate_key("key", key)?;
         let scope = self.scope().await?;
         let full = scope.key(key);
-        let value = self.counted(
+        let value = scope.counted(
             scope
-                .rt
-                .backend
+                .stack
+                .store
                 .incr(&full, by, Some(self.default_ttl))
                 .await,
         )?;
-        scope.announce(vec![full]);
+        scope.changed(vec![full]);
         Ok(value)
     }
 
     /// Deletes every entry and index of this namespace (all generations),
     /// and nothing else. Returns how many keys were deleted.
     pub async fn clear(&self) -> Result<u64> {
-        key::validate_namespace(self.namespace)?;
-        let rt = runtime().await;
+        let scope = self.scope().await?;
         let mut deleted = 0;
-        for pattern in rt.layout.namespace_patterns(self.namespace) {
-            deleted += self.counted(rt.backend.delete_matching(&pattern).await)?;
-            rt.publish(Event::Pattern(pattern)).await;
+        for pattern in scope.stack.layout.namespace_patterns(self.namespace) {
+            deleted += scope.counted(scope.stack.store.delete_matching(&pattern).await)?;
+            scope.stack.announce(Event::Pattern(pattern)).await;
         }
-        self.counters().add(Count::Invalidation);
+        scope.counters.add(Count::Invalidation);
         Ok(deleted)
     }
 
@@ -385,14 +409,14 @@ impl Cache {
         let full = scope.key(key);
         let index_keys: Vec<String> = indexes
             .iter()
-            .map(|(name, v)| scope.rt.layout.index_key(self.namespace, name, v))
+            .map(|(name, v)| scope.stack.layout.index_key(self.namespace, name, v))
             .collect();
         let meta = Meta {
             indexes: index_keys.clone(),
             ..Meta::NONE
         };
         let raw = scope
-            .rt
+            .stack
             .envelope
             .encode(&full, value, Format::JSON, &meta)?;
         let write = Write {
@@ -401,8 +425,8 @@ impl Cache {
             ttl: self.default_ttl,
             member_of: index_keys,
         };
-        self.counted(scope.rt.backend.write(std::slice::from_ref(&write)).await)?;
-        scope.announce(vec![full]);
+        scope.counted(scope.stack.store.write(std::slice::from_ref(&write)).await)?;
+        scope.changed(vec![full]);
         Ok(())
     }
 
@@ -442,23 +466,23 @@ impl Cache {
         key::validate_key("index name", name)?;
         key::validate_key("index value", value)?;
         let scope = self.scope().await?;
-        let index_key = scope.rt.layout.index_key(self.namespace, name, value);
-        let backend = &scope.rt.backend;
-        let members = self.counted(backend.members(&index_key).await)?;
+        let index_key = scope.stack.layout.index_key(self.namespace, name, value);
+        let backend = &scope.stack.store;
+        let members = scope.counted(backend.members(&index_key).await)?;
         let (current, old): (Vec<String>, Vec<String>) = members
             .into_iter()
             .partition(|m| scope.relative(m).is_some());
         let raws = if current.is_empty() {
             Vec::new()
         } else {
-            self.counted(backend.get_many(&current).await)?
+            scope.counted(backend.get_many(&current).await)?
         };
         let mut found = Vec::new();
         let mut gone = old;
         for (full, raw) in current.into_iter().zip(raws) {
             let entry = raw
                 .as_deref()
-                .and_then(|raw| scope.rt.envelope.decode(&full, raw).ok())
+                .and_then(|raw| scope.stack.envelope.decode(&full, raw).ok())
                 .filter(|entry| entry.meta.indexes.contains(&index_key));
             let Some(entry) = entry else {
                 gone.push(full);
@@ -471,7 +495,7 @@ impl Cache {
                     let relative = scope.relative(&full).expect("partitioned").to_owned();
                     found.push((relative, v));
                 }
-                Err(_) => self.counters().add(Count::DecodeFailure),
+                Err(_) => scope.counters.add(Count::DecodeFailure),
             }
         }
         if !gone.is_empty() {
@@ -481,18 +505,19 @@ impl Cache {
         Ok(found)
     }
 
-    /// Reads many keys in one round trip. Absent and undecodable entries are
-    /// `None`, in the order of `keys`.
-    pub async fn get_many<T: DeserializeOwned, K: AsRef<str>>(
+    /// Reads many keys in one round trip (per node on a cluster). Absent
+    /// and undecodable entries are `None`, in the order of `keys`:
+    /// `SIGNUP.get_many::<Session>(&["a", "b"])`.
+    pub async fn get_many<T: DeserializeOwned>(
         &self,
-        keys: &[K],
+        keys: &[impl AsRef<str>],
     ) -> Result<Vec<Option<T>>> {
         for k in keys {
             key::validate_key("key", k.as_ref())?;
         }
         let scope = self.scope().await?;
         let full: Vec<String> = keys.iter().map(|k| scope.key(k.as_ref())).collect();
-        let raws = self.counted(scope.rt.backend.get_many(&full).await)?;
+        let raws = scope.counted(scope.stack.store.get_many(&full).await)?;
         Ok(full
             .iter()
             .zip(raws)
@@ -511,14 +536,14 @@ impl Cache {
             .map(|(k, v)| {
                 let full = scope.key(k.as_ref());
                 let raw = scope
-                    .rt
+                    .stack
                     .envelope
                     .encode(&full, v, Format::JSON, &Meta::NONE)?;
                 Ok(Write::new(full, raw, self.default_ttl))
             })
             .collect::<Result<Vec<_>>>()?;
-        self.counted(scope.rt.backend.write(&writes).await)?;
-        scope.announce(writes.into_iter().map(|w| w.key).collect());
+        scope.counted(scope.stack.store.write(&writes).await)?;
+        scope.changed(writes.into_iter().map(|w| w.key).collect());
         Ok(())
     }
 
@@ -526,19 +551,24 @@ impl Cache {
     /// and returns it: the engine of `#[cached]`, for keys built at run
     /// time. Concurrent callers of one key share one computation. A cache
     /// failure never fails the call (it computes); the error is only for an
-    /// invalid key or TTL.
+    /// invalid key or TTL. [`Cache::get_or_compute_with`] takes every other
+    /// option of `#[cached]`.
     pub async fn get_or_compute<T, F, Fut>(&self, key: &str, ttl: Duration, compute: F) -> Result<T>
     where
-        T: cached::CacheValue,
+        T: CacheValue,
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        key::validate_key("key", key)?;
-        key::validate_namespace(self.namespace)?;
-        Self::check_ttl(ttl)?;
-        let rt = runtime().await;
-        let policy = Policy::plain(self.counters(), ttl, Some(self.namespace));
-        Ok(cached::run(&rt, &policy, key.to_owned(), cached::PlainOutput, compute()).await)
+        let (stack, policy) = self.plain(key, ttl).await?;
+        Ok(engine::run(
+            stack,
+            policy,
+            key.to_owned(),
+            engine::PlainOutput,
+            engine::Serde,
+            engine::Inline(compute()),
+        )
+        .await)
     }
 
     /// Like [`Cache::get_or_compute`] for a fallible computation: `Err` is
@@ -550,23 +580,161 @@ impl Cache {
         compute: F,
     ) -> Result<T, E>
     where
-        T: cached::CacheValue,
-        E: From<Error>,
+        T: CacheValue,
+        E: From<Error> + 'static,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        let (stack, policy) = self.plain(key, ttl).await?;
+        engine::run(
+            stack,
+            policy,
+            key.to_owned(),
+            engine::ResultOutput,
+            engine::Serde,
+            engine::Inline(compute()),
+        )
+        .await
+    }
+
+    async fn plain<V>(&self, key: &str, ttl: Duration) -> Result<(Arc<Stack>, Policy<V>)> {
         key::validate_key("key", key)?;
         key::validate_namespace(self.namespace)?;
         Self::check_ttl(ttl)?;
-        let rt = runtime().await;
-        let policy = Policy::plain(self.counters(), ttl, Some(self.namespace));
-        cached::run(
-            &rt,
-            &policy,
+        let stack = current().await;
+        let counters = stack.counters(self.counters());
+        Ok((stack, Policy::plain(counters, ttl, Some(self.namespace))))
+    }
+
+    /// Returns the value under `key`, or computes it, with every option of
+    /// `#[cached]`: stale serving and early refresh in the background,
+    /// fail-safe, soft and hard timeouts, locks, the in-process tier, tags,
+    /// jitter, and hooks on the value. The computation owns its inputs
+    /// (`move` them in), since it may run on its own task. Without a
+    /// fallback value a hard timeout does not abandon the computation here;
+    /// use [`Cache::try_get_or_compute_with`] to get an error instead.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use cachekit_runtime::{Cache, CacheOptions};
+    /// # static QUOTES: Cache = Cache::new("quotes", Duration::from_secs(5));
+    /// # async fn fetch(symbol: String) -> f64 { 1.0 }
+    /// # async fn f(symbol: String) {
+    /// let options = CacheOptions::new(Duration::from_secs(5))
+    ///     .stale(Duration::from_secs(30))
+    ///     .tags(["quotes"]);
+    /// let key = format!("quote:{symbol}");
+    /// let price: f64 = QUOTES
+    ///     .get_or_compute_with(&key, &options, move || fetch(symbol))
+    ///     .await;
+    /// # }
+    /// ```
+    pub async fn get_or_compute_with<T, F, Fut>(
+        &self,
+        key: &str,
+        options: &CacheOptions<T>,
+        compute: F,
+    ) -> T
+    where
+        T: CacheValue,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        let (stack, policy) = match self.with_options(key, options).await {
+            Ok(ready) => ready,
+            Err(()) => return compute().await,
+        };
+        engine::run(
+            stack,
+            policy,
             key.to_owned(),
-            cached::ResultOutput,
-            compute(),
+            engine::PlainOutput,
+            engine::Serde,
+            engine::Owned(compute),
         )
         .await
+    }
+
+    /// Like [`Cache::get_or_compute_with`] for a fallible computation:
+    /// `Err` is never stored (fail-safe serves the last good value in its
+    /// place, if it keeps one). A computation abandoned at its hard timeout
+    /// without a fallback returns `Err` of [`Error::Timeout`].
+    pub async fn try_get_or_compute_with<T, E, F, Fut>(
+        &self,
+        key: &str,
+        options: &CacheOptions<T>,
+        compute: F,
+    ) -> Result<T, E>
+    where
+        T: CacheValue,
+        E: From<Error> + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let (stack, policy) = match self.with_options(key, options).await {
+            Ok(ready) => ready,
+            Err(()) => return compute().await,
+        };
+        let output = engine::TimedAs(engine::ResultOutput);
+        engine::run(
+            stack,
+            policy,
+            key.to_owned(),
+            output,
+            engine::Serde,
+            engine::Owned(compute),
+        )
+        .await
+    }
+
+    /// Like [`Cache::try_get_or_compute_with`], storing an `Err` for the
+    /// options' `cache_err` TTL (negative caching of a failing lookup): the
+    /// error type is serde too.
+    pub async fn try_get_or_compute_with_err<T, E, F, Fut>(
+        &self,
+        key: &str,
+        options: &CacheOptions<T>,
+        compute: F,
+    ) -> Result<T, E>
+    where
+        T: CacheValue,
+        E: CacheValue + From<Error>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let options = options.without_hooks::<Result<T, E>>();
+        let (stack, policy) = match self.with_options(key, &options).await {
+            Ok(ready) => ready,
+            Err(()) => return compute().await,
+        };
+        let output = engine::TimedAs(engine::ErrOutput);
+        engine::run(
+            stack,
+            policy,
+            key.to_owned(),
+            output,
+            engine::Serde,
+            engine::Owned(compute),
+        )
+        .await
+    }
+
+    /// The stack and policy of a call with options, or `Err` (logged and
+    /// counted) if they are invalid: the call then computes uncached.
+    async fn with_options<V>(
+        &self,
+        key: &str,
+        options: &CacheOptions<V>,
+    ) -> std::result::Result<(Arc<Stack>, Policy<V>), ()> {
+        let stack = current().await;
+        let counters = stack.counters(self.counters());
+        match options.policy(counters, Some(self.namespace), &stack, key) {
+            Ok(policy) => Ok((stack, policy)),
+            Err(e) => {
+                tracing::warn!(key, error = %e, "invalid cache key or options; computing uncached");
+                counters.add(Count::Error);
+                Err(())
+            }
+        }
     }
 }

@@ -1,12 +1,12 @@
-//! Codecs and the stored-value envelope.
+//! Codecs, the stored-value envelope, and lease markers.
 //!
 //! The default entry is the value's JSON and nothing else, so `redis-cli GET`
 //! shows it as is. Whatever needs more (another codec, compression, the
-//! timestamps of early refresh and stale serving, the index list of an
+//! times of early refresh, stale serving and fail-safe, the index list of an
 //! indexed value, an integrity signature) is framed:
 //!
 //! ```text
-//! 0xFF 'C' version flags [soft_expiry_ms u64 LE, delta_ms u32 LE]
+//! 0xFF 'C' version flags [soft_expiry_ms u64 LE, hard_expiry_ms u64 LE, delta_ms u32 LE]
 //!                        [count u16 LE, (len u16 LE, bytes)*]   index keys
 //!                        payload
 //!                        [HMAC-SHA256(secret, key 0x00 everything before) 32 bytes]
@@ -15,9 +15,16 @@
 //! `0xFF` never starts valid JSON (nor valid UTF-8), so a framed entry can
 //! never be read as bare JSON and the reverse: a codec change, a flag change
 //! or plain garbage reads as a miss, never as a wrong value.
+//!
+//! A computation under way holds a lease on its key: the key holds
+//! `0xFF 'L'` and a random token until the result replaces it (see
+//! `engine`). A lease reads as absent everywhere.
+//!
+//! Before a value is stored it must survive its codec: [`Codec::encode_checked`]
+//! refuses values that would not decode to what was stored (JSON turns NaN
+//! and infinities into `null`, which `Option<f64>` then reads as `None`).
 
 use std::borrow::Cow;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hmac::{KeyInit, Mac};
@@ -28,7 +35,8 @@ use crate::config::Secret;
 use crate::error::{Error, Result};
 
 const MAGIC: [u8; 2] = [0xFF, b'C'];
-const VERSION: u8 = 1;
+const LEASE: [u8; 2] = [0xFF, b'L'];
+const VERSION: u8 = 2;
 const MAC_LEN: usize = 32;
 
 const FLAG_MSGPACK: u8 = 0b0000_0001;
@@ -110,6 +118,292 @@ impl Codec {
     }
 }
 
+impl Codec {
+    /// Serializes a value that must read back as itself, or refuses it:
+    /// JSON stores NaN and infinities as `null` (so `Some(f64::NAN)` would
+    /// read back as `None`, and a plain NaN not at all), and a value whose
+    /// `Deserialize` does not accept what its `Serialize` wrote would be a
+    /// miss on every read, recomputed and rewritten forever.
+    pub(crate) fn encode_checked<T: Serialize + DeserializeOwned>(
+        self,
+        value: &T,
+    ) -> Result<Vec<u8>> {
+        if self == Codec::Json {
+            inspect(value, true)?;
+        }
+        let payload = self.encode(value)?;
+        self.decode::<T>(&payload).map_err(|e| {
+            Error::Codec(format!("the value does not decode back to its type ({e})"))
+        })?;
+        Ok(payload)
+    }
+}
+
+/// Walks a value as serde sees it: its estimated heap size in bytes, or an
+/// error if `finite_floats` and it holds a NaN or an infinity.
+pub(crate) fn inspect<T: Serialize + ?Sized>(value: &T, finite_floats: bool) -> Result<usize> {
+    Ok(walk(value, finite_floats)?.bytes)
+}
+
+/// Whether a value serializes as null (`None`, `()`), as `cache_none`
+/// means it.
+pub(crate) fn is_null<T: Serialize + ?Sized>(value: &T) -> bool {
+    walk(value, false).is_ok_and(|w| w.null == Some(true))
+}
+
+fn walk<T: Serialize + ?Sized>(value: &T, finite_floats: bool) -> Result<Walker> {
+    let mut walker = Walker {
+        bytes: 0,
+        finite_floats,
+        null: None,
+    };
+    value
+        .serialize(&mut walker)
+        .map_err(|e| Error::Codec(e.0))?;
+    Ok(walker)
+}
+
+/// The walker of [`inspect`]: a serializer that writes nothing.
+struct Walker {
+    bytes: usize,
+    finite_floats: bool,
+    /// Whether the outermost thing serialized was a null.
+    null: Option<bool>,
+}
+
+#[derive(Debug)]
+struct WalkError(String);
+
+impl std::fmt::Display for WalkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for WalkError {}
+
+impl serde::ser::Error for WalkError {
+    fn custom<M: std::fmt::Display>(msg: M) -> Self {
+        WalkError(msg.to_string())
+    }
+}
+
+impl Walker {
+    fn saw(&mut self, null: bool) {
+        self.null.get_or_insert(null);
+    }
+
+    fn float(&mut self, finite: bool) -> std::result::Result<(), WalkError> {
+        self.saw(false);
+        self.bytes += 8;
+        if self.finite_floats && !finite {
+            return Err(WalkError(
+                "the value holds a NaN or an infinite float, which JSON stores as `null`: \
+                 it would not read back as stored (use `codec = \"msgpack\"` to cache it)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+macro_rules! walk_scalars {
+    ($($method:ident: $ty:ty => $size:expr;)*) => {$(
+        fn $method(self, _: $ty) -> std::result::Result<(), WalkError> {
+            self.saw(false);
+            self.bytes += $size;
+            Ok(())
+        }
+    )*};
+}
+
+macro_rules! walk_compound {
+    ($($trait:ident { $($method:ident $(($key:ident))?),* })*) => {$(
+        impl serde::ser::$trait for &mut Walker {
+            type Ok = ();
+            type Error = WalkError;
+            $(
+                fn $method<T: Serialize + ?Sized>(&mut self, $($key: &'static str,)? value: &T) -> std::result::Result<(), WalkError> {
+                    $(let _ = $key;)?
+                    value.serialize(&mut **self)
+                }
+            )*
+            fn end(self) -> std::result::Result<(), WalkError> {
+                Ok(())
+            }
+        }
+    )*};
+}
+
+walk_compound! {
+    SerializeSeq { serialize_element }
+    SerializeTuple { serialize_element }
+    SerializeTupleStruct { serialize_field }
+    SerializeTupleVariant { serialize_field }
+    SerializeStruct { serialize_field(key) }
+    SerializeStructVariant { serialize_field(key) }
+}
+
+impl serde::ser::SerializeMap for &mut Walker {
+    type Ok = ();
+    type Error = WalkError;
+    fn serialize_key<T: Serialize + ?Sized>(
+        &mut self,
+        key: &T,
+    ) -> std::result::Result<(), WalkError> {
+        key.serialize(&mut **self)
+    }
+    fn serialize_value<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> std::result::Result<(), WalkError> {
+        value.serialize(&mut **self)
+    }
+    fn end(self) -> std::result::Result<(), WalkError> {
+        Ok(())
+    }
+}
+
+impl serde::Serializer for &mut Walker {
+    type Ok = ();
+    type Error = WalkError;
+    type SerializeSeq = Self;
+    type SerializeTuple = Self;
+    type SerializeTupleStruct = Self;
+    type SerializeTupleVariant = Self;
+    type SerializeMap = Self;
+    type SerializeStruct = Self;
+    type SerializeStructVariant = Self;
+
+    walk_scalars! {
+        serialize_bool: bool => 1;
+        serialize_i8: i8 => 1;
+        serialize_i16: i16 => 2;
+        serialize_i32: i32 => 4;
+        serialize_i64: i64 => 8;
+        serialize_i128: i128 => 16;
+        serialize_u8: u8 => 1;
+        serialize_u16: u16 => 2;
+        serialize_u32: u32 => 4;
+        serialize_u64: u64 => 8;
+        serialize_u128: u128 => 16;
+        serialize_char: char => 4;
+        serialize_unit_struct: &'static str => 0;
+    }
+
+    fn serialize_f32(self, v: f32) -> std::result::Result<(), WalkError> {
+        self.float(v.is_finite())
+    }
+    fn serialize_f64(self, v: f64) -> std::result::Result<(), WalkError> {
+        self.float(v.is_finite())
+    }
+    fn serialize_str(self, v: &str) -> std::result::Result<(), WalkError> {
+        self.saw(false);
+        // A `String`: its header and its heap buffer.
+        self.bytes += 24 + v.len();
+        Ok(())
+    }
+    fn serialize_bytes(self, v: &[u8]) -> std::result::Result<(), WalkError> {
+        self.saw(false);
+        self.bytes += 24 + v.len();
+        Ok(())
+    }
+    fn serialize_none(self) -> std::result::Result<(), WalkError> {
+        self.saw(true);
+        self.bytes += 1;
+        Ok(())
+    }
+    fn serialize_some<T: Serialize + ?Sized>(
+        self,
+        value: &T,
+    ) -> std::result::Result<(), WalkError> {
+        self.saw(false);
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> std::result::Result<(), WalkError> {
+        self.saw(true);
+        Ok(())
+    }
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+    ) -> std::result::Result<(), WalkError> {
+        self.saw(false);
+        self.bytes += 4;
+        Ok(())
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> std::result::Result<(), WalkError> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        value: &T,
+    ) -> std::result::Result<(), WalkError> {
+        self.saw(false);
+        self.bytes += 4;
+        value.serialize(self)
+    }
+    fn serialize_seq(self, _: Option<usize>) -> std::result::Result<Self, WalkError> {
+        self.saw(false);
+        self.bytes += 24;
+        Ok(self)
+    }
+    fn serialize_tuple(self, _: usize) -> std::result::Result<Self, WalkError> {
+        self.saw(false);
+        Ok(self)
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> std::result::Result<Self, WalkError> {
+        self.saw(false);
+        Ok(self)
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> std::result::Result<Self, WalkError> {
+        self.saw(false);
+        self.bytes += 4;
+        Ok(self)
+    }
+    fn serialize_map(self, len: Option<usize>) -> std::result::Result<Self, WalkError> {
+        self.saw(false);
+        // A hash map's table: a header and about one control byte and a
+        // spare slot per entry, beyond the entries themselves.
+        self.bytes += 48 + len.unwrap_or(0) * 8;
+        Ok(self)
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> std::result::Result<Self, WalkError> {
+        self.saw(false);
+        Ok(self)
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> std::result::Result<Self, WalkError> {
+        self.saw(false);
+        self.bytes += 4;
+        Ok(self)
+    }
+}
+
 /// How an entry is written: codec, compression, and what it carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Format {
@@ -127,14 +421,24 @@ impl Format {
     };
 }
 
+/// When an entry goes stale and when it is gone, for entries that keep
+/// their times (stale serving, early refresh, fail-safe, virtual time).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Times {
+    /// The logical expiry (ms since the Unix epoch): the TTL's end.
+    pub soft_ms: u64,
+    /// When the store drops the entry: the TTL plus the stale or fail-safe
+    /// window.
+    pub hard_ms: u64,
+    /// How long the computation took (ms), for early refresh.
+    pub delta_ms: u32,
+}
+
 /// Metadata stored with an entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Meta {
-    /// Logical expiry (ms since the Unix epoch) for early refresh and stale
-    /// serving; the store keeps the entry longer when stale serving is on.
-    pub soft_expiry_ms: Option<u64>,
-    /// How long the computation took (ms), for early refresh.
-    pub delta_ms: u32,
+    /// Its times, if it keeps them.
+    pub times: Option<Times>,
     /// The index keys this entry is listed in.
     pub indexes: Vec<String>,
 }
@@ -142,8 +446,7 @@ pub struct Meta {
 impl Meta {
     /// No metadata.
     pub const NONE: Meta = Meta {
-        soft_expiry_ms: None,
-        delta_ms: 0,
+        times: None,
         indexes: Vec::new(),
     };
 }
@@ -172,11 +475,18 @@ impl Entry<'_> {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// A lease marker with a fresh random token.
+pub(crate) fn lease_marker() -> Bytes {
+    let mut out = Vec::with_capacity(18);
+    out.extend_from_slice(&LEASE);
+    out.extend_from_slice(&fastrand::u128(..).to_le_bytes());
+    Bytes::from(out)
+}
+
+/// Whether stored bytes are a lease marker (a computation under way).
+#[inline]
+pub(crate) fn is_lease(raw: &[u8]) -> bool {
+    raw.starts_with(&LEASE)
 }
 
 /// Encodes and decodes entries, signing them when an integrity secret is set.
@@ -217,7 +527,7 @@ impl Envelope {
             .is_some_and(|min| payload.len() >= min as usize);
         let bare = format.codec == Codec::Json
             && !compress
-            && meta.soft_expiry_ms.is_none()
+            && meta.times.is_none()
             && meta.indexes.is_empty()
             && self.secret.is_none();
         if bare {
@@ -239,7 +549,7 @@ impl Envelope {
         } else {
             Cow::Borrowed(&payload)
         };
-        if meta.soft_expiry_ms.is_some() {
+        if meta.times.is_some() {
             flags |= FLAG_TIMES;
         }
         if !meta.indexes.is_empty() {
@@ -252,9 +562,10 @@ impl Envelope {
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
         out.push(flags);
-        if let Some(expiry) = meta.soft_expiry_ms {
-            out.extend_from_slice(&expiry.to_le_bytes());
-            out.extend_from_slice(&meta.delta_ms.to_le_bytes());
+        if let Some(times) = meta.times {
+            out.extend_from_slice(&times.soft_ms.to_le_bytes());
+            out.extend_from_slice(&times.hard_ms.to_le_bytes());
+            out.extend_from_slice(&times.delta_ms.to_le_bytes());
         }
         if !meta.indexes.is_empty() {
             let count = u16::try_from(meta.indexes.len())
@@ -319,8 +630,11 @@ impl Envelope {
         let mut cursor = Cursor(&body[4..]);
         let mut meta = Meta::default();
         if flags & FLAG_TIMES != 0 {
-            meta.soft_expiry_ms = Some(u64::from_le_bytes(cursor.array()?));
-            meta.delta_ms = u32::from_le_bytes(cursor.array()?);
+            meta.times = Some(Times {
+                soft_ms: u64::from_le_bytes(cursor.array()?),
+                hard_ms: u64::from_le_bytes(cursor.array()?),
+                delta_ms: u32::from_le_bytes(cursor.array()?),
+            });
         }
         if flags & FLAG_INDEXES != 0 {
             let count = u16::from_le_bytes(cursor.array()?);
@@ -425,8 +739,11 @@ mod tests {
     fn metadata_round_trips() {
         let env = Envelope::default();
         let meta = Meta {
-            soft_expiry_ms: Some(123_456),
-            delta_ms: 42,
+            times: Some(Times {
+                soft_ms: 123_456,
+                hard_ms: 223_456,
+                delta_ms: 42,
+            }),
             indexes: vec!["ns#idx:user:alice".into(), "ns#idx:org:1".into()],
         };
         let bytes = env.encode("k", &5u32, Format::JSON, &meta).unwrap();
@@ -460,6 +777,27 @@ mod tests {
         let other = Envelope::new(Some(Secret::new("another secret, other party")));
         assert!(other.decode("user:7", &bytes).is_err());
         assert!(Envelope::default().decode("user:7", &bytes).is_err());
+    }
+
+    #[test]
+    fn values_that_do_not_round_trip_are_refused() {
+        assert!(Codec::Json.encode_checked(&Some(f64::NAN)).is_err());
+        assert!(Codec::Json.encode_checked(&f64::INFINITY).is_err());
+        assert!(Codec::Json.encode_checked(&vec![1.0, f64::NAN]).is_err());
+        assert!(Codec::Json.encode_checked(&Some(1.5f64)).is_ok());
+        let pairs: std::collections::HashMap<(u8, u8), u8> = [((1, 2), 3)].into();
+        assert!(
+            Codec::Json.encode_checked(&pairs).is_err(),
+            "non-string keys"
+        );
+        #[cfg(feature = "msgpack")]
+        assert!(Codec::MsgPack.encode_checked(&Some(f64::NAN)).is_ok());
+        assert!(is_null(&None::<u8>) && is_null(&()));
+        assert!(!is_null(&Some(None::<u8>)) && !is_null(&0u8) && !is_null(&vec![()]));
+        // The walk estimates heap: a string costs its length.
+        let small = inspect(&"a".to_owned(), true).unwrap();
+        let large = inspect(&"a".repeat(1000), true).unwrap();
+        assert!(large - small == 999);
     }
 
     #[test]

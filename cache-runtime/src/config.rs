@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::key;
+use crate::store::Store;
 
 /// Which store serves the cache.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub enum BackendConfig {
     /// The embedded in-memory store (the default when `REDIS_URL` is unset).
@@ -24,6 +25,22 @@ pub enum BackendConfig {
     Redis(RedisUrl),
     /// A Redis Cluster, reached through any of these seed nodes.
     Cluster(Vec<RedisUrl>),
+    /// A store of your own ([`Config::store`]), treated as shared: behind
+    /// the resilience layer, with no in-process tier (nothing tells this
+    /// process what other clients change in it).
+    Custom(Arc<dyn Store>),
+}
+
+impl PartialEq for BackendConfig {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (BackendConfig::Memory, BackendConfig::Memory) => true,
+            (BackendConfig::Redis(a), BackendConfig::Redis(b)) => a == b,
+            (BackendConfig::Cluster(a), BackendConfig::Cluster(b)) => a == b,
+            (BackendConfig::Custom(a), BackendConfig::Custom(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
 }
 
 impl fmt::Debug for BackendConfig {
@@ -32,6 +49,7 @@ impl fmt::Debug for BackendConfig {
             BackendConfig::Memory => f.write_str("Memory"),
             BackendConfig::Redis(url) => f.debug_tuple("Redis").field(url).finish(),
             BackendConfig::Cluster(urls) => f.debug_tuple("Cluster").field(urls).finish(),
+            BackendConfig::Custom(store) => f.debug_tuple("Custom").field(&store.name()).finish(),
         }
     }
 }
@@ -235,7 +253,9 @@ pub struct Config {
     pub(crate) memory_max_bytes: u64,
     pub(crate) integrity: Option<Secret>,
     pub(crate) tls_ca: Option<PathBuf>,
-    pub(crate) namespace_refresh: Duration,
+    pub(crate) lease_ttl: Duration,
+    pub(crate) fail_safe_throttle: Duration,
+    pub(crate) jitter: u8,
 }
 
 impl fmt::Debug for Config {
@@ -253,6 +273,9 @@ impl fmt::Debug for Config {
             .field("memory_max_bytes", &self.memory_max_bytes)
             .field("integrity", &self.integrity.as_ref().map(|_| "***"))
             .field("tls_ca", &self.tls_ca)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("fail_safe_throttle", &self.fail_safe_throttle)
+            .field("jitter", &self.jitter)
             .finish()
     }
 }
@@ -267,6 +290,9 @@ impl Default for Config {
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 /// Default bound of one backend operation, retries included.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Default length of a lease: the lock of `lock = true`, and the marker a
+/// computation holds at its key (renewed while it runs).
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(5);
 
 impl Config {
     fn with_backend(backend: BackendConfig) -> Self {
@@ -283,7 +309,9 @@ impl Config {
             memory_max_bytes: 256 * 1024 * 1024,
             integrity: None,
             tls_ca: None,
-            namespace_refresh: Duration::from_secs(1),
+            lease_ttl: DEFAULT_LEASE_TTL,
+            fail_safe_throttle: crate::engine::DEFAULT_FAIL_SAFE_THROTTLE,
+            jitter: 0,
         }
     }
 
@@ -303,6 +331,12 @@ impl Config {
         Config::with_backend(BackendConfig::Cluster(
             urls.iter().map(|u| RedisUrl::new(u.as_ref())).collect(),
         ))
+    }
+
+    /// A store of your own: anything that implements [`Store`] and passes
+    /// its conformance suite (`cachekit::store::conformance`).
+    pub fn store(store: impl Store) -> Self {
+        Config::with_backend(BackendConfig::Custom(Arc::new(store)))
     }
 
     /// Reads the environment:
@@ -461,12 +495,27 @@ impl Config {
         self
     }
 
-    /// How long a process trusts its copy of a namespace's generation before
-    /// reading it again (default 1 s). Invalidations made by this process are
-    /// seen at once; those made by others arrive by message within
-    /// milliseconds, or after this bound if a message is lost.
-    pub fn namespace_refresh(mut self, every: Duration) -> Self {
-        self.namespace_refresh = every;
+    /// The length of a lease (default 5 s): the cross-process lock of
+    /// `lock = true`, and the marker a computation holds at its key while it
+    /// runs (renewed every third of it).
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
+
+    /// After a fail-safe activation, how long the last good value is reused
+    /// before the source is tried again, unless a function says otherwise
+    /// (default 30 s).
+    pub fn fail_safe_throttle(mut self, throttle: Duration) -> Self {
+        self.fail_safe_throttle = throttle;
+        self
+    }
+
+    /// Takes up to `percent` of each TTL off at random, so that entries
+    /// written together do not expire together, unless a function says
+    /// otherwise (default 0). At most 100.
+    pub fn jitter(mut self, percent: u8) -> Self {
+        self.jitter = percent;
         self
     }
 
@@ -500,6 +549,7 @@ impl Config {
         match &self.backend {
             BackendConfig::Memory => {}
             BackendConfig::Redis(url) => url.validate()?,
+            BackendConfig::Custom(_) => {}
             BackendConfig::Cluster(urls) => {
                 if urls.is_empty() {
                     return Err(Error::Config(
@@ -532,6 +582,12 @@ impl Config {
                 "the integrity secret must be at least 16 bytes".into(),
             ));
         }
+        if self.lease_ttl < Duration::from_millis(10) {
+            return Err(Error::Config("a lease must last at least 10 ms".into()));
+        }
+        if self.jitter > 100 {
+            return Err(Error::Config("jitter is a percentage: at most 100".into()));
+        }
         Ok(())
     }
 }
@@ -544,26 +600,11 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-/// Parses `5`, `0.5` (seconds) or a number with a unit: `250ms`, `90s`,
-/// `5m`, `1h`, `1d`.
+/// Parses `5`, `0.5` (seconds) or a number with a unit: `250ms`, `1.5s`,
+/// `90s`, `5m`, `1h`, `1d`. The same parser checks the macros' durations at
+/// compile time.
 pub fn parse_duration(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    let split = v
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(v.len());
-    let (number, unit) = v.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let seconds = match unit.trim() {
-        "" | "s" | "sec" | "secs" => number,
-        "ms" => number / 1000.0,
-        "m" | "min" | "mins" => number * 60.0,
-        "h" => number * 3600.0,
-        "d" => number * 86400.0,
-        _ => return None,
-    };
-    (0.0..1e12)
-        .contains(&seconds)
-        .then(|| Duration::from_secs_f64(seconds))
+    crate::duration::parse(v)
 }
 
 #[cfg(test)]

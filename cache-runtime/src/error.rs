@@ -92,5 +92,27 @@ impl From<redis::RedisError> for Error {
     }
 }
 
+/// A computation abandoned at its hard timeout (`hard_timeout`). A cached
+/// function returning `Result<T, E>` with `E: From<Elapsed>` returns
+/// `Err(E::from(Elapsed))` when no last good value can serve instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the computation did not finish within its hard timeout")]
+pub struct Elapsed(());
+
+impl Elapsed {
+    pub(crate) fn new() -> Self {
+        Elapsed(())
+    }
+}
+
+impl From<Elapsed> for Error {
+    fn from(_: Elapsed) -> Self {
+        Error::Timeout {
+            op: "computation",
+            after: Duration::ZERO,
+        }
+    }
+}
+
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,48 +1,70 @@
-//! Stampede control: one computation per key at a time.
+//! Stampede control: one computation per key at a time, in a process.
 //!
-//! In one process, [`Flights`] lets the first caller that misses a key lead
-//! and the others follow: followers wait for the leader's encoded entry and
-//! decode it, so no value type needs `Clone`. Tables are sharded by key, so
-//! misses on different keys never wait for each other. A leader that is
-//! dropped mid-computation (its caller was cancelled) releases its followers,
-//! and one of them leads instead.
+//! [`Flights`] lets the first caller that misses a key lead and the others
+//! follow: followers wait for the leader's value and clone it. Tables are
+//! sharded by key, so misses on different keys never wait for each other.
+//! A leader that is dropped mid-computation (its caller was cancelled)
+//! releases its followers, and one of them leads instead. Background
+//! refreshes take a key of their own ([`Flights::refreshing`]), released by
+//! a guard however the refresh ends; sync functions have a blocking table
+//! ([`Flights::join_sync`]) whose leaders release their followers when they
+//! panic.
 //!
-//! Across processes, a lease ([`Lease`]) is a Redis key set with `SET NX PX`
-//! to a random token, renewed while its holder computes and released by a
-//! compare-and-delete: only the holder can release it, and a holder that dies
-//! simply lets it expire.
+//! Across processes, leases are markers in the shared store (`engine`) and
+//! locks are [`Lease`]s: a key set with `SET NX PX` to a random token,
+//! renewed while held and released by a compare-and-delete.
 
-use std::collections::HashMap;
+use std::any::Any;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::backend::{Backend, Swap};
 use crate::error::Result;
+use crate::stack::Stack;
+use crate::store::{Store, Swap, Write};
 
 const SHARDS: usize = 64;
 
+/// A value handed from a leader to its followers.
+pub(crate) type Shared = Arc<dyn Any + Send + Sync>;
+
 /// What a leader ended with.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) enum Outcome {
     Running,
-    /// The entry it stored (or would have stored, if the store failed).
-    Stored(Bytes),
-    /// Nothing cacheable (an `Err`, or a skipped `None`): followers compute
-    /// on their own.
+    /// Its value (stored, or served as the last good one).
+    Value(Shared),
+    /// Nothing to share (an `Err`): followers compute on their own.
     Uncached,
 }
 
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::Running => "Running",
+            Outcome::Value(_) => "Value",
+            Outcome::Uncached => "Uncached",
+        })
+    }
+}
+
 type Shard = Mutex<HashMap<String, watch::Receiver<Outcome>>>;
+
+/// A sync flight: its value once done (`None`: nothing to share), and the
+/// condition its followers wait on.
+type SyncFlight = Arc<(Mutex<Option<Option<Shared>>>, Condvar)>;
 
 /// The in-process single-flight table.
 #[derive(Debug)]
 pub(crate) struct Flights {
     shards: Box<[Shard]>,
+    refreshing: Mutex<HashSet<String>>,
+    sync: Mutex<HashMap<String, SyncFlight>>,
     /// How many flights have ended. A caller that read a miss and then
     /// leads must read again only if a flight ended in between: otherwise
     /// no leader of this process can have stored the key since its read.
@@ -92,6 +114,8 @@ impl Default for Flights {
     fn default() -> Self {
         Flights {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            refreshing: Mutex::new(HashSet::new()),
+            sync: Mutex::new(HashMap::new()),
             ended: AtomicU64::new(0),
             hasher: RandomState::new(),
         }
@@ -127,11 +151,109 @@ impl Flights {
     }
 
     /// Leads the flight of `key` if none is under way.
+    #[cfg(test)]
     pub(crate) fn try_lead(&self, key: &str) -> Option<Leader<'_>> {
         match self.join(key) {
             Joined::Leader(leader) => Some(leader),
             Joined::Follower(_) => None,
         }
+    }
+
+    /// The right to refresh `key` in the background, unless a refresh of
+    /// it is under way.
+    pub(crate) fn refreshing(&self, stack: &Arc<Stack>, key: &str) -> Option<Refreshing> {
+        let mut set = self.refreshing.lock().expect("refresh table");
+        set.insert(key.to_owned()).then(|| Refreshing {
+            stack: stack.clone(),
+            key: key.to_owned(),
+        })
+    }
+
+    /// Leads the sync flight of `key`, or waits for its leader (blocking
+    /// the thread) and gets what it shares.
+    pub(crate) fn join_sync(&self, key: &str) -> SyncJoined<'_> {
+        let flight = {
+            let mut table = self.sync.lock().expect("sync flights");
+            match table.get(key) {
+                Some(flight) => flight.clone(),
+                None => {
+                    let flight: SyncFlight = Arc::new((Mutex::new(None), Condvar::new()));
+                    table.insert(key.to_owned(), flight.clone());
+                    return SyncJoined::Leader(SyncLeader {
+                        flights: self,
+                        key: key.to_owned(),
+                        flight,
+                        finished: false,
+                    });
+                }
+            }
+        };
+        let (done, ready) = &*flight;
+        let mut done = done.lock().expect("sync flight");
+        while done.is_none() {
+            done = ready.wait(done).expect("sync flight");
+        }
+        SyncJoined::Followed(done.clone().flatten())
+    }
+}
+
+/// A background refresh's hold on its key.
+pub(crate) struct Refreshing {
+    stack: Arc<Stack>,
+    key: String,
+}
+
+impl Drop for Refreshing {
+    fn drop(&mut self) {
+        self.stack
+            .flights
+            .refreshing
+            .lock()
+            .expect("refresh table")
+            .remove(&self.key);
+    }
+}
+
+/// What joining a sync flight gave.
+pub(crate) enum SyncJoined<'a> {
+    Leader(SyncLeader<'a>),
+    /// The leader finished: its value, if it shared one.
+    Followed(Option<Shared>),
+}
+
+/// The leader of a sync flight. Dropping it unfinished (a panic) releases
+/// the followers with nothing.
+pub(crate) struct SyncLeader<'a> {
+    flights: &'a Flights,
+    key: String,
+    flight: SyncFlight,
+    finished: bool,
+}
+
+impl SyncLeader<'_> {
+    /// Ends the flight, sharing `value` with the followers.
+    pub(crate) fn finish(mut self, value: Option<Shared>) {
+        self.end(value);
+    }
+
+    fn end(&mut self, value: Option<Shared>) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
+        self.flights
+            .sync
+            .lock()
+            .expect("sync flights")
+            .remove(&self.key);
+        let (done, ready) = &*self.flight;
+        *done.lock().expect("sync flight") = Some(value);
+        ready.notify_all();
+    }
+}
+
+impl Drop for SyncLeader<'_> {
+    fn drop(&mut self) {
+        self.end(None);
     }
 }
 
@@ -154,59 +276,38 @@ pub(crate) struct Lease {
 impl Lease {
     /// Tries once to take the lease.
     pub(crate) async fn acquire(
-        backend: &dyn Backend,
+        store: &dyn Store,
         key: String,
         ttl: Duration,
     ) -> Result<Option<Lease>> {
         let token = Bytes::from(format!("{:032x}", fastrand::u128(..)));
-        Ok(backend
-            .set_nx(&key, token.clone(), ttl)
+        let write = Write::new(key.clone(), token.clone(), ttl);
+        Ok(store
+            .set_nx(&write)
             .await?
             .then_some(Lease { key, token, ttl }))
     }
 
     /// Extends the lease by its TTL. `false` if it was lost.
-    pub(crate) async fn renew(&self, backend: &dyn Backend) -> Result<bool> {
-        backend
+    pub(crate) async fn renew(&self, store: &dyn Store) -> Result<bool> {
+        store
             .compare_and_swap(&self.key, &self.token, Swap::Expire(self.ttl))
             .await
     }
 
     /// Releases the lease if it is still ours.
-    pub(crate) async fn release(&self, backend: &dyn Backend) -> Result<bool> {
-        backend
+    pub(crate) async fn release(&self, store: &dyn Store) -> Result<bool> {
+        store
             .compare_and_swap(&self.key, &self.token, Swap::Delete)
             .await
-    }
-
-    /// Runs `work` while renewing the lease every third of its TTL.
-    pub(crate) async fn hold<F: std::future::Future>(
-        &self,
-        backend: &dyn Backend,
-        work: F,
-    ) -> F::Output {
-        let mut work = std::pin::pin!(work);
-        let every = (self.ttl / 3).max(Duration::from_millis(10));
-        loop {
-            tokio::select! {
-                out = &mut work => return out,
-                () = tokio::time::sleep(every) => {
-                    match self.renew(backend).await {
-                        Ok(true) => {}
-                        Ok(false) => tracing::warn!(lease = %self.key, "lease lost while computing; another process may compute too"),
-                        Err(e) => tracing::debug!(lease = %self.key, error = %e, "lease renewal failed"),
-                    }
-                }
-            }
-        }
     }
 }
 
 /// Releases a lease from a destructor: on the current runtime if there is one.
-pub(crate) fn release_in_background(backend: Arc<dyn Backend>, lease: Lease) {
+pub(crate) fn release_in_background(store: Arc<dyn Store>, lease: Lease) {
     if let Ok(handle) = tokio::runtime::Handle::try_current() {
         handle.spawn(async move {
-            if let Err(e) = lease.release(&*backend).await {
+            if let Err(e) = lease.release(&*store).await {
                 tracing::debug!(lease = %lease.key, error = %e, "lease release failed; it expires by itself");
             }
         });
@@ -230,8 +331,8 @@ mod tests {
             matches!(flights.join("b"), Joined::Leader(_)),
             "other keys lead at once"
         );
-        leader.finish(Outcome::Stored(Bytes::from_static(b"1")));
-        assert!(matches!(follow(rx).await, Some(Outcome::Stored(_))));
+        leader.finish(Outcome::Value(Arc::new(1u8)));
+        assert!(matches!(follow(rx).await, Some(Outcome::Value(_))));
         assert!(
             matches!(flights.join("a"), Joined::Leader(_)),
             "finished flights are gone"
@@ -248,6 +349,26 @@ mod tests {
         drop(leader);
         assert!(follow(rx).await.is_none());
         assert!(flights.try_lead("a").is_some());
+    }
+
+    #[test]
+    fn a_panicking_sync_leader_releases_its_followers() {
+        let flights = Arc::new(Flights::default());
+        let SyncJoined::Leader(leader) = flights.join_sync("k") else {
+            panic!("first caller leads")
+        };
+        let follower = {
+            let flights = flights.clone();
+            std::thread::spawn(move || matches!(flights.join_sync("k"), SyncJoined::Followed(None)))
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        // The leader unwinds without finishing.
+        drop(leader);
+        assert!(
+            follower.join().unwrap(),
+            "the follower got nothing and goes on"
+        );
+        assert!(matches!(flights.join_sync("k"), SyncJoined::Leader(_)));
     }
 
     #[test]

@@ -9,15 +9,24 @@
 //!   increment, whatever the namespace holds. Old entries are out of reach at
 //!   once and age out by their TTL.
 //!
-//! Other processes learn of each invalidation by message, so their in-process
-//! copies follow.
+//! Each reaches what it names wherever it lives: the shared store, this
+//! process's tier and process-scope entries, and (by tracking and by
+//! message) those of other processes. Each also fences: a computation of a
+//! key it reaches, started before it, never stores its result after it.
+//!
+//! A string template names keys outside any namespace unless `within`
+//! says which namespace; the typed form `#[invalidate(get_hero(id))]`
+//! names a cached function's entry, namespace and all, and is checked by
+//! the compiler.
 
 use std::sync::Arc;
 
-use crate::backend::Event;
+use crate::bus::Event;
+use crate::engine::Entry;
 use crate::error::{Error, Result};
-use crate::global::{Runtime, runtime};
+use crate::global::current;
 use crate::key;
+use crate::stack::Stack;
 use crate::stats::{Count, Counters, OTHER};
 
 /// Keys deleted per `UNLINK` when a tag is invalidated.
@@ -35,41 +44,61 @@ const TAG_BATCH: usize = 1_000;
 /// Keys rendered from placeholders never contain glob characters, so a value
 /// such as `*` can only be matched literally.
 pub async fn invalidate(pattern: &str) -> Result<u64> {
-    let rt = runtime().await;
-    invalidate_pattern(&rt, pattern, &OTHER).await
+    let stack = current().await;
+    stack.check()?;
+    let counters = stack.counters(&OTHER);
+    invalidate_pattern(&stack, None, pattern, counters).await
 }
 
+/// Deletes the keys matching `pattern` (in namespace `ns`, if given).
 #[tracing::instrument(name = "cachekit.invalidate", level = "debug", skip_all, fields(pattern = %pattern))]
 pub(crate) async fn invalidate_pattern(
-    rt: &Arc<Runtime>,
+    stack: &Arc<Stack>,
+    ns: Option<&str>,
     pattern: &str,
     counters: &'static Counters,
 ) -> Result<u64> {
     key::validate_key("pattern", pattern)?;
-    let full = rt.layout.pattern(None, pattern);
-    let deleted = rt.backend.delete_matching(&full).await?;
+    let segment = match ns {
+        Some(ns) => Some(stack.namespace_segment(ns).await?),
+        None => None,
+    };
+    let full = stack.layout.pattern(segment.as_deref(), pattern);
+    // Process-scope keys of a namespace carry no generation.
+    let process = ns.map(|ns| stack.layout.pattern(Some(ns), pattern));
+    let deleted = stack.store.delete_matching(&full).await?;
     counters.add(Count::Invalidation);
     tracing::debug!(pattern = %full, deleted, "pattern invalidated");
-    rt.publish(Event::Pattern(full)).await;
+    stack.announce(Event::Pattern(full)).await;
+    if let Some(process) = process {
+        stack.announce(Event::Pattern(process)).await;
+    }
     Ok(deleted)
 }
 
 /// Deletes every entry recorded under `tag` (by `#[cached(tags = [...])]`),
 /// without scanning the keyspace. Returns how many entries were deleted.
 pub async fn invalidate_tag(tag: &str) -> Result<u64> {
-    let rt = runtime().await;
-    invalidate_tag_in(&rt, tag, &OTHER).await
+    let stack = current().await;
+    stack.check()?;
+    let counters = stack.counters(&OTHER);
+    invalidate_tag_in(&stack, tag, counters).await
 }
 
 #[tracing::instrument(name = "cachekit.invalidate_tag", level = "debug", skip_all, fields(tag = %tag))]
 pub(crate) async fn invalidate_tag_in(
-    rt: &Arc<Runtime>,
+    stack: &Arc<Stack>,
     tag: &str,
     counters: &'static Counters,
 ) -> Result<u64> {
     key::validate_key("tag", tag)?;
-    let tag_key = rt.layout.tag_key(tag);
-    let members = rt.backend.members(&tag_key).await?;
+    let tag_key = stack.layout.tag_key(tag);
+    // In process, a computation under way is listed in the tag only once it
+    // stores: void every one (a tag names keys this process cannot list).
+    if let Some(memory) = &stack.memory {
+        memory.fence_all();
+    }
+    let members = stack.store.members(&tag_key).await?;
     let mut deleted = 0;
     // The members read leave the set before their entries go, and only
     // they: an entry written meanwhile (re)lists itself after its value, so
@@ -78,14 +107,15 @@ pub(crate) async fn invalidate_tag_in(
     // of an entry written between the read and the delete, which no later
     // invalidation of the tag would then find.
     for batch in members.chunks(TAG_BATCH) {
-        rt.backend.remove_members(&tag_key, batch).await?;
-        deleted += rt.backend.delete(batch).await?;
+        stack.store.remove_members(&tag_key, batch).await?;
+        deleted += stack.store.delete(batch).await?;
     }
     counters.add(Count::Invalidation);
     tracing::debug!(tag, deleted, "tag invalidated");
     if !members.is_empty() {
-        rt.publish(Event::Keys(members)).await;
+        stack.announce(Event::Keys(members)).await;
     }
+    stack.announce(Event::Tag(tag.to_owned())).await;
     Ok(deleted)
 }
 
@@ -94,9 +124,10 @@ pub(crate) async fn invalidate_tag_in(
 /// are never read again and expire by their TTL.
 #[tracing::instrument(name = "cachekit.invalidate_namespace", level = "debug")]
 pub async fn invalidate_namespace(namespace: &str) -> Result<u64> {
-    let rt = runtime().await;
-    let generation = rt.bump_namespace(namespace).await?;
-    OTHER.add(Count::Invalidation);
+    let stack = current().await;
+    stack.check()?;
+    let generation = stack.bump_namespace(namespace).await?;
+    stack.counters(&OTHER).add(Count::Invalidation);
     tracing::debug!(namespace, generation, "namespace invalidated");
     Ok(generation)
 }
@@ -125,6 +156,10 @@ pub struct Targets {
     pub tags: Vec<String>,
     /// Namespaces to move to their next generation.
     pub namespaces: &'static [&'static str],
+    /// Entries of cached functions, named by a typed target.
+    pub entries: Vec<Entry>,
+    /// The namespace the key templates are in (`within = "..."`).
+    pub within: Option<&'static str>,
 }
 
 /// Runs a `#[invalidate]`. Never fails: errors are logged and counted, so an
@@ -136,25 +171,37 @@ pub struct Targets {
     fields(function = counters.name(), keys = ?targets.keys, tags = ?targets.tags, namespaces = ?targets.namespaces)
 )]
 pub async fn invalidate_targets(counters: &'static Counters, targets: Targets) {
-    let rt = runtime().await;
+    let stack = current().await;
+    if stack.off.is_some() {
+        return;
+    }
+    let counters = stack.counters(counters);
     let mut failures: Vec<(String, Error)> = Vec::new();
     for k in &targets.keys {
         let outcome = if is_pattern(k) {
-            invalidate_pattern(&rt, k, counters).await.map(drop)
+            invalidate_pattern(&stack, targets.within, k, counters)
+                .await
+                .map(drop)
         } else {
-            delete_key(&rt, k, counters).await
+            delete_key(&stack, targets.within, k, counters).await
         };
         if let Err(e) = outcome {
             failures.push((k.clone(), e));
         }
     }
+    for entry in &targets.entries {
+        match crate::engine::delete_entry(&stack, entry.site, &entry.key).await {
+            Ok(_) => counters.add(Count::Invalidation),
+            Err(e) => failures.push((format!("{} {}", entry.site.name(), entry.key), e)),
+        }
+    }
     for tag in &targets.tags {
-        if let Err(e) = invalidate_tag_in(&rt, tag, counters).await {
+        if let Err(e) = invalidate_tag_in(&stack, tag, counters).await {
             failures.push((format!("tag {tag}"), e));
         }
     }
     for ns in targets.namespaces {
-        match rt.bump_namespace(ns).await {
+        match stack.bump_namespace(ns).await {
             Ok(_) => counters.add(Count::Invalidation),
             Err(e) => failures.push((format!("namespace {ns}"), e)),
         }
@@ -165,46 +212,29 @@ pub async fn invalidate_targets(counters: &'static Counters, targets: Targets) {
     }
 }
 
-async fn delete_key(rt: &Arc<Runtime>, k: &str, counters: &'static Counters) -> Result<()> {
+/// Deletes one key (in namespace `ns`, if given), wherever it lives.
+async fn delete_key(
+    stack: &Arc<Stack>,
+    ns: Option<&str>,
+    k: &str,
+    counters: &'static Counters,
+) -> Result<()> {
     key::validate_key("key", k)?;
-    let full = rt.layout.data_key(None, k);
-    rt.backend.delete(std::slice::from_ref(&full)).await?;
+    let full = stack.data_key(ns, k).await?;
+    stack.store.delete(std::slice::from_ref(&full)).await?;
     counters.add(Count::Invalidation);
-    rt.publish(Event::Keys(vec![full])).await;
+    let mut keys = vec![full];
+    if let Some(ns) = ns {
+        // A process-scope entry of the namespace (no generation).
+        keys.push(stack.layout.data_key(Some(ns), k));
+    }
+    stack.announce(Event::Keys(keys)).await;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::test_store::TestStore;
-    use crate::backend::{Backend, Write};
-    use bytes::Bytes;
-    use std::time::Duration;
-
-    #[tokio::test]
-    async fn an_entry_written_during_a_tag_invalidation_stays_listed() {
-        let tagged = |key: &str| Write {
-            key: key.into(),
-            value: Bytes::from_static(b"1"),
-            ttl: Duration::from_secs(60),
-            member_of: vec!["#tag:t".into()],
-        };
-        let backend = Arc::new(TestStore::new());
-        backend.write_after_next_delete(tagged("new"));
-        let rt = Runtime::with_backend(crate::Config::memory(), backend.clone());
-        backend.write(&[tagged("old")]).await.unwrap();
-        // `new` is written (and listed) right after `old` is deleted.
-        assert_eq!(invalidate_tag_in(&rt, "t", &OTHER).await.unwrap(), 1);
-        assert!(backend.exists("new").await.unwrap());
-        assert_eq!(
-            backend.members("#tag:t").await.unwrap(),
-            vec!["new".to_owned()],
-            "a live entry of the tag is listed, so the next invalidation finds it"
-        );
-        assert_eq!(invalidate_tag_in(&rt, "t", &OTHER).await.unwrap(), 1);
-        assert!(!backend.exists("new").await.unwrap());
-    }
 
     #[test]
     fn patterns_are_recognized() {

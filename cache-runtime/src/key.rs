@@ -510,7 +510,7 @@ pub(crate) fn push_bounded(out: &mut String, rendered: &str) {
 }
 
 /// Checks a namespace: 1 to 64 letters, digits, `_`, `.` or `-`.
-pub fn validate_namespace(ns: &str) -> Result<()> {
+pub(crate) fn validate_namespace(ns: &str) -> Result<()> {
     if ns.is_empty() {
         return Err(Error::invalid("the namespace is empty"));
     }
@@ -533,7 +533,7 @@ pub fn validate_namespace(ns: &str) -> Result<()> {
 }
 
 /// Checks a key prefix: letters, digits and `_ . - : /`.
-pub fn validate_prefix(prefix: &str) -> Result<()> {
+pub(crate) fn validate_prefix(prefix: &str) -> Result<()> {
     let p = prefix.trim();
     if p.is_empty() || p.len() > 128 {
         return Err(Error::invalid("the key prefix must be 1 to 128 bytes"));
@@ -552,7 +552,7 @@ pub fn validate_prefix(prefix: &str) -> Result<()> {
 
 /// Checks a key (or tag, or index name/value) given at run time: not empty,
 /// no control characters.
-pub fn validate_key(what: &str, key: &str) -> Result<()> {
+pub(crate) fn validate_key(what: &str, key: &str) -> Result<()> {
     if key.is_empty() {
         return Err(Error::invalid(format!("the {what} is empty")));
     }
@@ -622,6 +622,11 @@ impl Layout {
 
     pub(crate) fn generation_key(&self, ns: &str) -> String {
         format!("{}{ns}#gen", self.prefix)
+    }
+
+    /// The namespace whose generation counter `key` is, if it is one.
+    pub(crate) fn namespace_of_generation_key<'k>(&self, key: &'k str) -> Option<&'k str> {
+        key.strip_prefix(&self.prefix)?.strip_suffix("#gen")
     }
 
     /// The segment of `ns` at generation `generation`.

@@ -1,67 +1,86 @@
 //! The runtime of [cachekit](https://docs.rs/cachekit): everything that runs.
 //!
 //! Users depend on `cachekit`, which re-exports this crate with the macros.
-//! The modules, one per concern:
+//! The runtime is layered:
 //!
-//! * `config`: [`Config`], from code or the environment;
-//! * `global`: the process-wide cache ([`init`], [`health`]);
-//! * `key`: [`KeyPart`], escaping and the key layout;
-//! * `codec`: serialization and the stored-value envelope;
-//! * `backend`: the [`Backend`](backend::Backend) trait and the stores;
-//! * `cache`: the namespaced [`Cache`] handle;
-//! * `cached`: the engine behind `#[cached]`;
-//! * `invalidate`: by pattern, tag and namespace;
-//! * `flight`: single-flight and leases; `lock`: distributed locks;
-//! * `resilience`: timeouts, retries, circuit breaker;
-//! * `stats`: counters.
+//! ```text
+//! #[cached] / Cache / CacheLayer      the front doors: one engine behind them
+//! engine                              get-or-compute: policy, flight, fencing, refresh, fail-safe
+//! Stack = { store, tier, bus, breaker }   assembled once from a Config
+//! Store trait (byte primitives)       memory, redis, cluster, and users' own
+//! bus                                 Redis tracking and pub/sub
+//! ```
+//!
+//! The modules, one per concern: `config`, `global` (the installed cache),
+//! `stack`, `store` (the [`Store`] contract and the stores), `local` (decoded
+//! values in process), `bus`, `resilience`, `fence`, `flight`, `engine`,
+//! `cache` (the [`Cache`] handle), `invalidate`, `lock`, `key`, `codec`,
+//! `stats`, and [`testing`].
 #![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
 
-pub mod backend;
 mod batch;
+mod bus;
 mod cache;
-mod cached;
-pub mod codec;
+mod clock;
+mod codec;
 mod config;
+mod duration;
+mod engine;
 mod error;
+mod fence;
 mod flight;
 mod global;
 mod invalidate;
-pub mod key;
+mod key;
+mod local;
 mod lock;
+mod options;
 mod per_thread;
-pub mod resilience;
+mod resilience;
+mod stack;
 mod stats;
+pub mod store;
+pub mod testing;
 
 pub use cache::Cache;
-pub use cached::Refresh;
-pub use codec::{Codec, Format};
+pub use codec::Codec;
 pub use config::{
-    BackendConfig, BreakerPolicy, Config, DEFAULT_TIMEOUT, DEFAULT_TTL, LocalTierConfig, RedisUrl,
-    RetryPolicy, Secret, parse_duration,
+    BackendConfig, BreakerPolicy, Config, DEFAULT_LEASE_TTL, DEFAULT_TIMEOUT, DEFAULT_TTL,
+    LocalTierConfig, RedisUrl, RetryPolicy, Secret, parse_duration,
 };
-pub use error::{Error, Result};
-pub use global::{Health, current_config, health, init};
+pub use engine::Refresh;
+pub use error::{Elapsed, Error, Result};
+pub use global::{Caching, Health, current_config, health, init, shutdown};
 pub use invalidate::{invalidate, invalidate_namespace, invalidate_tag};
-pub use key::{CacheKey, KeyPart, KeyWriter, escape_glob};
+pub use key::{CacheKey, KeyPart, KeyWriter};
 pub use lock::{LockGuard, lock, try_lock};
+pub use options::CacheOptions;
 pub use resilience::CircuitState;
 pub use stats::{Counts, Stats, stats};
+pub use store::Store;
 
-/// Support for the code that cachekit's macros generate. Not a stable API:
-/// it changes without notice. Do not use it directly.
+/// Support for the code that cachekit's macros generate, and for cachekit's
+/// own tests and benches. Not a stable API: it changes without notice. Do
+/// not use it directly.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::batch::{BatchMap, BatchOutput, get_or_compute_batch};
-    pub use crate::cached::{
-        CacheValue, Kind, Output, PlainKind, PlainOutput, ResultKind, ResultOutput, Site,
-        force_refresh, get_or_compute, invalidate_entry,
+    pub use crate::codec::{Codec, Envelope, Format, Meta, Times};
+    pub use crate::duration::positive as duration;
+    pub use crate::engine::{
+        CacheValue, Computation, Entry, ErrOutput, Hooks, Inline, Kind, Output, Owned, PlainKind,
+        PlainOutput, ProcessValue, ResultKind, ResultOutput, Scope as CacheScope, Site, Timed,
+        TimedAs, cached, cached_process, cached_sync, force_refresh, get_or_compute,
+        invalidate_entry,
     };
-    pub use crate::codec::{Codec, Format};
     pub use crate::error::Error;
     pub use crate::invalidate::{
         Targets, invalidate as invalidate_pattern_str, invalidate_targets,
     };
-    pub use crate::key::{CacheKey, KeyPart, KeyWriter};
+    pub use crate::key::{
+        CacheKey, HASHED_KEY_HEAD, KeyPart, KeyWriter, MAX_KEY_LEN, escape, escape_glob,
+        glob_match, render,
+    };
     pub use crate::stats::{Counters, Scope};
     pub use ::std::{string::String, vec::Vec};
 

@@ -19,18 +19,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::flight::{self, Lease};
-use crate::global::runtime;
+use crate::global::current;
 use crate::key;
+use crate::store::Store;
 
 /// A held lock. Dropping it releases the lock.
 #[derive(Debug)]
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct LockGuard {
     name: String,
-    backend: Arc<dyn Backend>,
+    store: Arc<dyn Store>,
     lease: Option<Lease>,
     held: Arc<AtomicBool>,
     renewer: Option<tokio::task::JoinHandle<()>>,
@@ -57,7 +57,7 @@ impl LockGuard {
             .lease
             .take()
             .expect("a guard holds its lease until released");
-        lease.release(&*self.backend).await
+        lease.release(&*self.store).await
     }
 }
 
@@ -67,7 +67,7 @@ impl Drop for LockGuard {
             renewer.abort();
         }
         if let Some(lease) = self.lease.take() {
-            flight::release_in_background(self.backend.clone(), lease);
+            flight::release_in_background(self.store.clone(), lease);
         }
     }
 }
@@ -85,14 +85,15 @@ fn check(name: &str, ttl: Duration) -> Result<()> {
 #[tracing::instrument(name = "cachekit.try_lock", level = "debug")]
 pub async fn try_lock(name: &str, ttl: Duration) -> Result<Option<LockGuard>> {
     check(name, ttl)?;
-    let rt = runtime().await;
-    let lease_key = rt.layout.lock_key(name);
-    let Some(lease) = Lease::acquire(&*rt.backend, lease_key, ttl).await? else {
+    let stack = current().await;
+    stack.check()?;
+    let lease_key = stack.layout.lock_key(name);
+    let Some(lease) = Lease::acquire(&*stack.store, lease_key, ttl).await? else {
         return Ok(None);
     };
     let held = Arc::new(AtomicBool::new(true));
     let renewer = {
-        let backend = rt.backend.clone();
+        let store = stack.store.clone();
         let held = held.clone();
         let lease = Lease {
             key: lease.key.clone(),
@@ -104,7 +105,7 @@ pub async fn try_lock(name: &str, ttl: Duration) -> Result<Option<LockGuard>> {
             every.tick().await;
             loop {
                 every.tick().await;
-                match lease.renew(&*backend).await {
+                match lease.renew(&*store).await {
                     Ok(true) => {}
                     Ok(false) => {
                         tracing::warn!(lock = %lease.key, "lock lost: its lease expired or was taken");
@@ -120,7 +121,7 @@ pub async fn try_lock(name: &str, ttl: Duration) -> Result<Option<LockGuard>> {
     };
     Ok(Some(LockGuard {
         name: name.to_owned(),
-        backend: rt.backend.clone(),
+        store: stack.store.clone(),
         lease: Some(lease),
         held,
         renewer: Some(renewer),

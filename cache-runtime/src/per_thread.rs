@@ -5,16 +5,17 @@
 use std::cell::RefCell;
 use std::thread::LocalKey;
 
-/// What a copy was taken under: counters that almost never move.
-pub(crate) type Stamp = (u64, u64);
-
-/// A thread's slot for one copy.
-pub(crate) type Slot<T> = RefCell<Option<(Stamp, T)>>;
+/// A thread's slot for one copy, taken under a stamp of type `S`.
+pub(crate) type Slot<S, T> = RefCell<Option<(S, T)>>;
 
 /// The copy in `slot`, if it was taken under `stamp`.
-pub(crate) fn get<T: Clone>(slot: &'static LocalKey<Slot<T>>, stamp: Stamp) -> Option<T> {
+#[inline]
+pub(crate) fn get<S: PartialEq, T: Clone>(
+    slot: &'static LocalKey<Slot<S, T>>,
+    stamp: &S,
+) -> Option<T> {
     slot.try_with(|slot| match &*slot.borrow() {
-        Some((taken, value)) if *taken == stamp => Some(value.clone()),
+        Some((taken, value)) if taken == stamp => Some(value.clone()),
         _ => None,
     })
     .ok()
@@ -22,6 +23,6 @@ pub(crate) fn get<T: Clone>(slot: &'static LocalKey<Slot<T>>, stamp: Stamp) -> O
 }
 
 /// Keeps `value` as this thread's copy, taken under `stamp`.
-pub(crate) fn put<T>(slot: &'static LocalKey<Slot<T>>, stamp: Stamp, value: T) {
+pub(crate) fn put<S, T>(slot: &'static LocalKey<Slot<S, T>>, stamp: S, value: T) {
     let _ = slot.try_with(|slot| *slot.borrow_mut() = Some((stamp, value)));
 }

@@ -1,7 +1,7 @@
 //! Resilience around a remote store: a bound on every operation, retries
 //! of transient failures, and a circuit breaker.
 //!
-//! [`Resilient`] wraps a [`Backend`] and is one itself. Every operation
+//! [`Resilience`] is a [`Layer`] the stack puts around a remote store. Every operation
 //! finishes within the configured timeout, retries included. Only transient
 //! failures (unreachable, timed out) are retried, with exponential backoff and
 //! full jitter, and only for idempotent operations: a `SET NX`, a
@@ -11,18 +11,18 @@
 //! [`Error::Unavailable`] instead of waiting for a timeout each; then one
 //! probe operation is let through, and its outcome closes or reopens the
 //! circuit. A refused command (an ACL denial, a wrong type) proves the server
-//! is up and does not count as a failure.
+//! is up and does not count as a failure. A probe whose caller is cancelled
+//! (a request timeout, a `select!`) gives its turn back when it is dropped:
+//! the breaker never stays half-open with no probe running.
 
-use std::future::Future;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
-use crate::backend::{Backend, BoxFuture, DirectGet, Event, EventStream, KeyTtl, Swap, Write};
 use crate::config::{BreakerPolicy, RetryPolicy};
 use crate::error::{Error, Result};
+use crate::store::BoxFuture;
+use crate::store::layer::{Layer, Op};
 
 /// The state of a circuit breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +42,7 @@ fn clock_ms() -> u64 {
 
 /// A circuit breaker counting consecutive transient failures.
 #[derive(Debug)]
-pub struct Breaker {
+pub(crate) struct Breaker {
     policy: BreakerPolicy,
     failures: AtomicU32,
     /// `clock_ms()` until which the circuit is open; 0 when closed.
@@ -51,15 +51,50 @@ pub struct Breaker {
 }
 
 /// Whether an operation may run, and if it is the half-open probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Permit {
-    Run { probe: bool },
+#[derive(Debug, PartialEq, Eq)]
+enum Permit<'a> {
+    Run(Probe<'a>),
     Reject,
+}
+
+/// An operation's turn to run. For the half-open probe it is the probe's
+/// turn: recording the outcome ends it, and dropping it unrecorded (the
+/// caller was cancelled) gives it back, so that the next operation probes.
+#[derive(Debug)]
+struct Probe<'a> {
+    breaker: Option<&'a Breaker>,
+}
+
+impl PartialEq for Probe<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.is_probe() == other.is_probe()
+    }
+}
+
+impl Eq for Probe<'_> {}
+
+impl Probe<'_> {
+    fn is_probe(&self) -> bool {
+        self.breaker.is_some()
+    }
+
+    fn record<T>(mut self, breaker: &Breaker, outcome: &Result<T>) {
+        let probe = self.breaker.take().is_some();
+        breaker.record(probe, outcome);
+    }
+}
+
+impl Drop for Probe<'_> {
+    fn drop(&mut self) {
+        if let Some(breaker) = self.breaker {
+            breaker.probing.store(false, Ordering::Release);
+        }
+    }
 }
 
 impl Breaker {
     /// A closed breaker.
-    pub fn new(policy: BreakerPolicy) -> Self {
+    pub(crate) fn new(policy: BreakerPolicy) -> Self {
         Breaker {
             policy,
             failures: AtomicU32::new(0),
@@ -69,7 +104,7 @@ impl Breaker {
     }
 
     /// The current state.
-    pub fn state(&self) -> CircuitState {
+    pub(crate) fn state(&self) -> CircuitState {
         match self.open_until.load(Ordering::Acquire) {
             0 => CircuitState::Closed,
             until if clock_ms() < until => CircuitState::Open,
@@ -77,10 +112,10 @@ impl Breaker {
         }
     }
 
-    fn permit(&self) -> Permit {
+    fn permit(&self) -> Permit<'_> {
         let until = self.open_until.load(Ordering::Acquire);
         if until == 0 {
-            return Permit::Run { probe: false };
+            return Permit::Run(Probe { breaker: None });
         }
         if clock_ms() < until {
             return Permit::Reject;
@@ -90,7 +125,9 @@ impl Breaker {
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            Permit::Run { probe: true }
+            Permit::Run(Probe {
+                breaker: Some(self),
+            })
         } else {
             Permit::Reject
         }
@@ -144,79 +181,61 @@ impl Breaker {
     }
 }
 
-/// A backend behind a timeout, retries and a circuit breaker.
+/// Timeouts, retries and a circuit breaker around each operation of a
+/// store.
 #[derive(Debug)]
-pub struct Resilient<B> {
-    inner: B,
+pub(crate) struct Resilience {
     timeout: Duration,
     retry: RetryPolicy,
-    breaker: Breaker,
+    breaker: std::sync::Arc<Breaker>,
 }
 
-/// Whether sending an operation twice is harmless.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Idempotent {
-    Yes,
-    No,
+fn circuit_open(op: Op) -> Error {
+    Error::Unavailable(format!(
+        "circuit open after repeated failures; `{}` skipped",
+        op.name()
+    ))
 }
 
-impl<B: DirectGet> Resilient<B> {
-    /// Wraps `inner`.
-    pub fn new(inner: B, timeout: Duration, retry: RetryPolicy, breaker: BreakerPolicy) -> Self {
-        Resilient {
-            inner,
+impl Resilience {
+    pub(crate) fn new(
+        timeout: Duration,
+        retry: RetryPolicy,
+        breaker: std::sync::Arc<Breaker>,
+    ) -> Self {
+        Resilience {
             timeout,
             retry,
-            breaker: Breaker::new(breaker),
+            breaker,
         }
     }
 
-    /// The wrapped backend.
-    pub fn inner(&self) -> &B {
-        &self.inner
-    }
-
-    /// The breaker.
-    pub fn breaker(&self) -> &Breaker {
-        &self.breaker
-    }
-
-    async fn run<T, F, Fut>(
-        &self,
-        op: &'static str,
-        idempotent: Idempotent,
-        attempt_fn: F,
-    ) -> Result<T>
-    where
-        F: Fn() -> Fut,
-        Fut: Future<Output = Result<T>>,
-    {
+    async fn run<'a, T>(
+        &'a self,
+        op: Op,
+        attempt: impl Fn() -> BoxFuture<'a, Result<T>>,
+    ) -> Result<T> {
         // One clock read per operation: the deadline of every attempt.
         let started = tokio::time::Instant::now();
         let deadline = started + self.timeout;
         let mut retries = 0;
         loop {
-            let Permit::Run { probe } = self.breaker.permit() else {
-                return Err(Error::Unavailable(format!(
-                    "circuit open after repeated failures; `{op}` skipped"
-                )));
+            let Permit::Run(probe) = self.breaker.permit() else {
+                return Err(circuit_open(op));
             };
-            let outcome = match tokio::time::timeout_at(deadline, attempt_fn()).await {
+            let outcome = match tokio::time::timeout_at(deadline, attempt()).await {
                 Ok(Err(Error::Timeout { .. })) | Err(_) => Err(Error::Timeout {
-                    op,
+                    op: op.name(),
                     after: started.elapsed(),
                 }),
                 Ok(outcome) => outcome,
             };
-            self.breaker.record(probe, &outcome);
+            probe.record(&self.breaker, &outcome);
             let error = match outcome {
                 Ok(value) => return Ok(value),
                 Err(e) => e,
             };
-            if !error.is_transient()
-                || idempotent == Idempotent::No
-                || retries >= self.retry.max_retries
-            {
+            if !error.is_transient() || !op.idempotent() || retries >= self.retry.max_retries {
                 return Err(error);
             }
             // Full jitter: a random delay up to the exponential bound.
@@ -230,153 +249,52 @@ impl<B: DirectGet> Resilient<B> {
                 return Err(error);
             }
             retries += 1;
-            tracing::debug!(op, retries, error = %error, "retrying cache operation");
+            tracing::debug!(op = op.name(), retries, error = %error, "retrying cache operation");
             tokio::time::sleep(delay).await;
         }
     }
-}
 
-impl<B: DirectGet> Backend for Resilient<B> {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
-        Box::pin(self.run("get", Idempotent::Yes, move || self.inner.get_direct(key)))
-    }
-
-    fn get_with_ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<(Bytes, KeyTtl)>>> {
-        Box::pin(self.run("get_with_ttl", Idempotent::Yes, move || {
-            self.inner.get_with_ttl(key)
-        }))
-    }
-
-    fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Bytes>>>> {
-        Box::pin(self.run("get_many", Idempotent::Yes, move || {
-            self.inner.get_many(keys)
-        }))
-    }
-
-    fn write<'a>(&'a self, writes: &'a [Write]) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.run("write", Idempotent::Yes, move || self.inner.write(writes)))
-    }
-
-    fn set_nx<'a>(
-        &'a self,
-        key: &'a str,
-        value: Bytes,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(self.run("set_nx", Idempotent::No, move || {
-            self.inner.set_nx(key, value.clone(), ttl)
-        }))
-    }
-
-    fn compare_and_swap<'a>(
-        &'a self,
-        key: &'a str,
-        expected: &'a [u8],
-        swap: Swap,
-    ) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(self.run("compare_and_swap", Idempotent::No, move || {
-            self.inner.compare_and_swap(key, expected, swap.clone())
-        }))
-    }
-
-    fn delete<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<u64>> {
-        Box::pin(self.run("delete", Idempotent::Yes, move || self.inner.delete(keys)))
-    }
-
-    fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(self.run("exists", Idempotent::Yes, move || self.inner.exists(key)))
-    }
-
-    fn expire<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(self.run("expire", Idempotent::Yes, move || {
-            self.inner.expire(key, ttl)
-        }))
-    }
-
-    fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<KeyTtl>> {
-        Box::pin(self.run("ttl", Idempotent::Yes, move || self.inner.ttl(key)))
-    }
-
-    fn incr<'a>(
-        &'a self,
-        key: &'a str,
-        by: i64,
-        ttl: Option<Duration>,
-    ) -> BoxFuture<'a, Result<i64>> {
-        Box::pin(self.run("incr", Idempotent::No, move || {
-            self.inner.incr(key, by, ttl)
-        }))
-    }
-
-    fn members<'a>(&'a self, set: &'a str) -> BoxFuture<'a, Result<Vec<String>>> {
-        Box::pin(self.run("members", Idempotent::Yes, move || self.inner.members(set)))
-    }
-
-    fn remove_members<'a>(
-        &'a self,
-        set: &'a str,
-        members: &'a [String],
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.run("remove_members", Idempotent::Yes, move || {
-            self.inner.remove_members(set, members)
-        }))
-    }
-
-    fn delete_matching<'a>(&'a self, pattern: &'a str) -> BoxFuture<'a, Result<u64>> {
-        // A scan over a large keyspace takes many round trips; each is bounded
-        // by the connection's response timeout rather than the whole.
-        Box::pin(async move {
-            let Permit::Run { probe } = self.breaker.permit() else {
-                return Err(Error::Unavailable(
-                    "circuit open after repeated failures; pattern invalidation skipped".into(),
-                ));
-            };
-            let outcome = self.inner.delete_matching(pattern).await;
-            self.breaker.record(probe, &outcome);
-            outcome
-        })
-    }
-
-    fn publish<'a>(&'a self, channel: &'a str, event: &'a Event) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.run("publish", Idempotent::Yes, move || {
-            self.inner.publish(channel, event)
-        }))
-    }
-
-    fn subscribe(&self, channel: &str) -> Option<EventStream> {
-        self.inner.subscribe(channel)
+    /// A scan over a large keyspace takes many round trips; each is bounded
+    /// by the store, not the whole.
+    async fn unbounded<'a, T>(&'a self, op: Op, attempt: BoxFuture<'a, Result<T>>) -> Result<T> {
+        let Permit::Run(probe) = self.breaker.permit() else {
+            return Err(circuit_open(op));
+        };
+        let outcome = attempt.await;
+        probe.record(&self.breaker, &outcome);
+        outcome
     }
 
     /// A health probe: it asks the store even while the circuit is open, so
     /// that the real cause (a wrong password, a refused connection) shows
     /// instead of "circuit open". A success closes the circuit; a failure
     /// does not count towards opening it.
-    fn ping(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async move {
-            let outcome = match tokio::time::timeout(self.timeout, self.inner.ping()).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(Error::Timeout {
-                    op: "ping",
-                    after: self.timeout,
-                }),
-            };
-            if outcome.is_ok() {
-                self.breaker.on_success(false);
-            }
-            outcome
-        })
+    async fn probe<'a, T>(&'a self, attempt: BoxFuture<'a, Result<T>>) -> Result<T> {
+        let outcome = match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Error::Timeout {
+                op: "ping",
+                after: self.timeout,
+            }),
+        };
+        if outcome.is_ok() {
+            self.breaker.on_success(false);
+        }
+        outcome
     }
+}
 
-    fn is_shared(&self) -> bool {
-        self.inner.is_shared()
-    }
-
-    fn circuit(&self) -> Option<CircuitState> {
-        Some(self.breaker.state())
+impl Layer for Resilience {
+    fn call<'a, T: Send + 'a>(
+        &'a self,
+        op: Op,
+        attempt: impl Fn() -> BoxFuture<'a, Result<T>> + Send + Sync + 'a,
+    ) -> BoxFuture<'a, Result<T>> {
+        match op {
+            Op::Ping => Box::pin(self.probe(attempt())),
+            Op::DeleteMatching => Box::pin(self.unbounded(op, attempt())),
+            _ => Box::pin(self.run(op, attempt)),
+        }
     }
 }
 
@@ -392,22 +310,49 @@ mod tests {
         });
         let fail: Result<()> = Err(Error::Unavailable("down".into()));
         for _ in 0..3 {
-            let Permit::Run { probe } = breaker.permit() else {
+            let Permit::Run(probe) = breaker.permit() else {
                 panic!("closed breaker rejected")
             };
-            breaker.record(probe, &fail);
+            assert!(!probe.is_probe());
+            probe.record(&breaker, &fail);
         }
         assert_eq!(breaker.state(), CircuitState::Open);
         assert_eq!(breaker.permit(), Permit::Reject);
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(breaker.state(), CircuitState::HalfOpen);
-        assert_eq!(breaker.permit(), Permit::Run { probe: true });
+        let Permit::Run(probe) = breaker.permit() else {
+            panic!("half-open breaker let no probe through")
+        };
+        assert!(probe.is_probe());
         assert_eq!(breaker.permit(), Permit::Reject, "only one probe at a time");
-        breaker.record(true, &fail);
+        probe.record(&breaker, &fail);
         assert_eq!(breaker.state(), CircuitState::Open);
         std::thread::sleep(Duration::from_millis(40));
-        assert_eq!(breaker.permit(), Permit::Run { probe: true });
-        breaker.record(true, &Ok(()));
+        let Permit::Run(probe) = breaker.permit() else {
+            panic!("no second probe")
+        };
+        probe.record(&breaker, &Ok(()));
+        assert_eq!(breaker.state(), CircuitState::Closed);
+    }
+
+    #[test]
+    fn a_cancelled_probe_gives_its_turn_back() {
+        let breaker = Breaker::new(BreakerPolicy {
+            failure_threshold: 1,
+            open_for: Duration::from_millis(10),
+        });
+        breaker.record(false, &Err::<(), _>(Error::Unavailable("down".into())));
+        std::thread::sleep(Duration::from_millis(20));
+        let Permit::Run(probe) = breaker.permit() else {
+            panic!("no probe")
+        };
+        assert!(probe.is_probe());
+        // The probe's caller is dropped before the outcome is known.
+        drop(probe);
+        let Permit::Run(next) = breaker.permit() else {
+            panic!("the breaker stayed half-open with no probe running")
+        };
+        next.record(&breaker, &Ok(()));
         assert_eq!(breaker.state(), CircuitState::Closed);
     }
 

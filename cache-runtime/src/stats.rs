@@ -90,6 +90,8 @@ pub(crate) const LATENCY_SAMPLING: u32 = 8;
 pub struct Counters {
     scope: Scope,
     name: &'static str,
+    /// Listed in the process-wide registry (after the first count), unless
+    /// private to an isolated cache.
     registered: AtomicBool,
     shards: [Shard; SHARDS],
 }
@@ -107,9 +109,15 @@ pub(crate) enum Count {
     Computation,
     Refresh,
     Invalidation,
+    RefreshFailed,
+    FailSafe,
+    SoftTimeout,
+    HardTimeout,
+    Unstorable,
+    Fenced,
 }
 
-const COUNTS: usize = 9;
+const COUNTS: usize = 15;
 
 impl Count {
     #[cfg(feature = "metrics")]
@@ -124,6 +132,12 @@ impl Count {
             Count::Computation => "cachekit_computations_total",
             Count::Refresh => "cachekit_refreshes_total",
             Count::Invalidation => "cachekit_invalidations_total",
+            Count::RefreshFailed => "cachekit_refresh_failures_total",
+            Count::FailSafe => "cachekit_fail_safe_total",
+            Count::SoftTimeout => "cachekit_soft_timeouts_total",
+            Count::HardTimeout => "cachekit_hard_timeouts_total",
+            Count::Unstorable => "cachekit_unstorable_total",
+            Count::Fenced => "cachekit_fenced_total",
         }
     }
 }
@@ -142,6 +156,22 @@ impl Counters {
             registered: AtomicBool::new(false),
             shards: [const { Shard::new() }; SHARDS],
         }
+    }
+
+    /// Counters that the process-wide [`stats()`] never lists: those of an
+    /// isolated cache (`testing`), which keeps its own.
+    pub(crate) fn private(scope: Scope, name: &'static str) -> Self {
+        Counters {
+            scope,
+            name,
+            registered: AtomicBool::new(true),
+            shards: [const { Shard::new() }; SHARDS],
+        }
+    }
+
+    /// The scope counted.
+    pub(crate) fn scope(&self) -> Scope {
+        self.scope
     }
 
     /// The counters of a namespace, created on first use.
@@ -220,7 +250,7 @@ impl Counters {
         }
     }
 
-    fn snapshot(&self) -> Counts {
+    pub(crate) fn snapshot(&self) -> Counts {
         let sum = |f: &dyn Fn(&Shard) -> &AtomicU64| {
             self.shards
                 .iter()
@@ -245,6 +275,12 @@ impl Counters {
             computations: count(Count::Computation),
             refreshes: count(Count::Refresh),
             invalidations: count(Count::Invalidation),
+            refresh_failures: count(Count::RefreshFailed),
+            fail_safe: count(Count::FailSafe),
+            soft_timeouts: count(Count::SoftTimeout),
+            hard_timeouts: count(Count::HardTimeout),
+            unstorable: count(Count::Unstorable),
+            fenced: count(Count::Fenced),
             mean_hit_latency: mean(sum(&|s| &s.hit_ns), sum(&|s| &s.hit_samples)),
             max_hit_latency: Duration::from_nanos(max(&|s| &s.hit_max_ns)),
             mean_miss_latency: mean(sum(&|s| &s.miss_ns), sum(&|s| &s.miss_samples)),
@@ -253,8 +289,10 @@ impl Counters {
     }
 }
 
-fn mean(total_ns: u64, n: u64) -> Duration {
-    Duration::from_nanos(total_ns.checked_div(n).unwrap_or(0))
+/// A mean over sampled latencies: `None` when no call was sampled (a mean
+/// of nothing is unknown, not zero).
+fn mean(total_ns: u64, n: u64) -> Option<Duration> {
+    total_ns.checked_div(n).map(Duration::from_nanos)
 }
 
 /// The counts of one function, one namespace, or all of them.
@@ -281,13 +319,31 @@ pub struct Counts {
     pub refreshes: u64,
     /// Invalidations run (keys, patterns, tags, namespaces).
     pub invalidations: u64,
-    /// Mean time to serve a hit (any tier). Latencies are sampled: one call
-    /// in eight per thread is timed, so that most hits read no clock.
-    pub mean_hit_latency: Duration,
+    /// Background refreshes whose computation failed (the old value stayed).
+    pub refresh_failures: u64,
+    /// Fail-safe activations: a failed computation answered with the last
+    /// good value.
+    pub fail_safe: u64,
+    /// Callers answered with the last good value at the soft timeout while
+    /// the computation went on.
+    pub soft_timeouts: u64,
+    /// Computations abandoned at their hard timeout.
+    pub hard_timeouts: u64,
+    /// Values returned but not stored because they would not read back as
+    /// themselves (JSON and NaN, say).
+    pub unstorable: u64,
+    /// Results not stored because an invalidation of their key came while
+    /// they were computed (stale-set fencing at work).
+    pub fenced: u64,
+    /// Mean time to serve a hit (any tier), `None` if no hit was sampled.
+    /// Latencies are sampled: one call in eight per thread is timed, so
+    /// that most hits read no clock.
+    pub mean_hit_latency: Option<Duration>,
     /// Longest sampled hit.
     pub max_hit_latency: Duration,
-    /// Mean time of a miss, computation included (sampled).
-    pub mean_miss_latency: Duration,
+    /// Mean time of a miss, computation included (sampled), `None` if no
+    /// miss was sampled.
+    pub mean_miss_latency: Option<Duration>,
     /// Longest sampled miss.
     pub max_miss_latency: Duration,
 }
@@ -304,13 +360,20 @@ impl Counts {
     }
 
     fn add(&mut self, o: &Counts) {
-        let weighted = |a: Duration, na: u64, b: Duration, nb: u64| {
+        let weighted = |a: Option<Duration>, na: u64, b: Option<Duration>, nb: u64| {
+            let (na, nb) = (
+                if a.is_some() { na } else { 0 },
+                if b.is_some() { nb } else { 0 },
+            );
             let n = u128::from(na) + u128::from(nb);
             if n == 0 {
-                return Duration::ZERO;
+                return a.or(b);
             }
-            let total = a.as_nanos() * u128::from(na) + b.as_nanos() * u128::from(nb);
-            Duration::from_nanos((total / n).min(u128::from(u64::MAX)) as u64)
+            let total = a.unwrap_or_default().as_nanos() * u128::from(na)
+                + b.unwrap_or_default().as_nanos() * u128::from(nb);
+            Some(Duration::from_nanos(
+                (total / n).min(u128::from(u64::MAX)) as u64
+            ))
         };
         self.mean_hit_latency =
             weighted(self.mean_hit_latency, self.hits, o.mean_hit_latency, o.hits);
@@ -331,40 +394,39 @@ impl Counts {
         self.computations += o.computations;
         self.refreshes += o.refreshes;
         self.invalidations += o.invalidations;
+        self.refresh_failures += o.refresh_failures;
+        self.fail_safe += o.fail_safe;
+        self.soft_timeouts += o.soft_timeouts;
+        self.hard_timeouts += o.hard_timeouts;
+        self.unstorable += o.unstorable;
+        self.fenced += o.fenced;
     }
 }
 
 /// A snapshot of every counter since the program started.
 ///
-/// The totals are fields of the snapshot (`stats().hits`); `functions` and
-/// `namespaces` break them down.
+/// The totals are the snapshot's own fields (`stats().hits`, through
+/// `Deref` to [`Counts`]); `functions` and `namespaces` break them down.
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Calls served from the cache (any tier).
-    pub hits: u64,
-    /// Calls that computed.
-    pub misses: u64,
-    /// Of the hits, served stale.
-    pub stale_hits: u64,
-    /// Of the hits, served from the in-process tier.
-    pub local_hits: u64,
-    /// Backend errors and timeouts.
-    pub errors: u64,
-    /// Undecodable entries.
-    pub decode_failures: u64,
-    /// Computations run.
-    pub computations: u64,
-    /// Early or stale refreshes.
-    pub refreshes: u64,
-    /// Invalidations run.
-    pub invalidations: u64,
-    /// All of the above, with latencies.
+    /// All functions and namespaces together, with latencies.
     pub totals: Counts,
     /// Per cached function, by its path (`my_crate::users::get_user`).
     pub functions: BTreeMap<String, Counts>,
     /// Per namespace of the `Cache` API.
     pub namespaces: BTreeMap<String, Counts>,
+    /// Whether caching is off, and why (`None`: it is on). The same as
+    /// `health().caching`, without the round trip.
+    pub off: Option<String>,
+}
+
+impl std::ops::Deref for Stats {
+    type Target = Counts;
+
+    fn deref(&self) -> &Counts {
+        &self.totals
+    }
 }
 
 impl Stats {
@@ -391,11 +453,19 @@ impl Stats {
     }
 }
 
-/// A snapshot of the counters.
+/// A snapshot of the counters of every cached function and namespace of
+/// the process (an isolated test cache keeps its own: `testing::stats()`).
 pub fn stats() -> Stats {
     let registry = REGISTRY.lock().expect("stats registry").clone();
+    let mut stats = snapshot(registry.iter().copied());
+    stats.off = crate::global::off_reason();
+    stats
+}
+
+/// A snapshot of some counters.
+pub(crate) fn snapshot<'a>(counters: impl Iterator<Item = &'a Counters>) -> Stats {
     let mut stats = Stats::default();
-    for counters in registry {
+    for counters in counters {
         let counts = counters.snapshot();
         stats.totals.add(&counts);
         let map = match counters.scope {
@@ -407,16 +477,6 @@ pub fn stats() -> Stats {
             .or_default()
             .add(&counts);
     }
-    let t = stats.totals;
-    stats.hits = t.hits;
-    stats.misses = t.misses;
-    stats.stale_hits = t.stale_hits;
-    stats.local_hits = t.local_hits;
-    stats.errors = t.errors;
-    stats.decode_failures = t.decode_failures;
-    stats.computations = t.computations;
-    stats.refreshes = t.refreshes;
-    stats.invalidations = t.invalidations;
     stats
 }
 

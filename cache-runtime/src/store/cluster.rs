@@ -16,17 +16,16 @@
 //! The keys are those of one Redis (see `key`): cachekit adds no hash tag.
 //! Each key hashes on its whole name, so entries, counters, locks, tag and
 //! index sets spread evenly over the 16384 slots, and cachekit makes no hot
-//! slot of its own. Each operation of the [`Backend`] trait maps to the
+//! slot of its own. Each operation of the [`Store`] trait maps to the
 //! cluster as follows:
 //!
 //! | operation | keys | on a cluster |
 //! |---|---|---|
-//! | `get`, `set_nx`, `compare_and_swap` (`update`, leases, locks), `incr` (counters, namespace generations), `expire`, `ttl`, `members` | one | one request to the key's primary; atomic as on one Redis |
+//! | `get`, `set_nx` and `compare_and_swap` without member sets (`update`, leases, locks), `incr` (counters, namespace generations), `expire`, `ttl`, `members` | one | one request to the key's primary; atomic as on one Redis |
 //! | `write` of plain values (`set`, `set_many`, cached results) | one per value | one pipeline per slot, all slots at once |
-//! | `write` of an entry with tags or indexes | the value and one sorted set per tag or index, in different slots | the value first, then each set (a script on the set's own slot) |
+//! | `write`, `set_nx` or `compare_and_swap` of an entry with tags or indexes | the value and one sorted set per tag or index, in different slots | the value first, then each set (a script on the set's own slot) |
 //! | `get_many`, `delete` (also of a tag's entries) | many | `MGET`/`UNLINK` split per slot by the `redis` crate, sent in parallel, reassembled in order |
 //! | `delete_matching` (pattern invalidation, `Cache::clear`) | a glob | `SCAN` on every primary of the client's slot map, each batch `UNLINK`ed per slot |
-//! | `publish`, `subscribe` | a channel | `PUBLISH` to any node reaches every node over the cluster bus; the subscriber listens on one node and moves to another when it dies ([`Event::Resync`]) |
 //!
 //! What this costs: an entry with tags or indexes is written in two round
 //! trips (the value, then its sets, concurrently), and is not atomic as a
@@ -75,8 +74,8 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -87,10 +86,10 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo, Slot};
 use redis::{Client, Cmd, RedisFuture, Value};
 
-use super::redis::{Candidates, spawn_subscriber};
-use super::redis::{OnRuntime, Tuning, add_set, client, millis, ops, scan_delete, scripts};
-use super::{Backend, BoxFuture, Event, EventStream, KeyTtl, Swap, Write, encode_event};
-use crate::codec::now_ms;
+use super::liveness::PerRuntime;
+use super::protocol::{self, Condition, Tuning, ops, scan_delete, scripts};
+use super::{BoxFuture, KeyTtl, Store, Swap, Write};
+use crate::clock::{millis, system_ms as now_ms};
 use crate::config::RedisUrl;
 use crate::error::{Error, Result};
 
@@ -104,18 +103,17 @@ const CLIENT_RETRIES: u32 = 6;
 const WEDGE_TIMEOUTS: u32 = 3;
 
 /// A Redis Cluster.
-pub struct ClusterBackend {
+pub(crate) struct ClusterStore {
     shared: Arc<Shared>,
-    sender: u64,
 }
 
 /// What the backend and its event subscriber share.
-struct Shared {
+pub(crate) struct Shared {
     seeds: Vec<RedisUrl>,
     tls_ca: Option<PathBuf>,
     client: ClusterClient,
     tuning: Tuning,
-    conn: RwLock<OnRuntime<ClusterConnection>>,
+    conns: PerRuntime<ClusterConnection>,
     watch: Watch,
 }
 
@@ -131,23 +129,25 @@ struct Watch {
     replaced_at: AtomicU64,
 }
 
-impl fmt::Debug for ClusterBackend {
+impl fmt::Debug for ClusterStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClusterBackend")
+        f.debug_struct("ClusterStore")
             .field("seeds", &self.shared.seeds)
             .finish()
     }
 }
 
-impl ClusterBackend {
-    /// A backend for the cluster reached through `seeds`, connecting
-    /// lazily. Must be called within a tokio runtime.
-    pub fn new(
+impl ClusterStore {
+    /// A store for the cluster reached through `seeds`, connecting lazily.
+    pub(crate) fn new(
         seeds: &[RedisUrl],
         tls_ca: Option<&std::path::Path>,
-        timeout: Duration,
-        connect_timeout: Duration,
+        tuning: Tuning,
     ) -> Result<Self> {
+        let Tuning {
+            timeout,
+            connect_timeout,
+        } = tuning;
         if seeds.is_empty() {
             return Err(Error::Config(
                 "a cluster needs at least one node URL".into(),
@@ -157,7 +157,7 @@ impl ClusterBackend {
             url.validate()?;
         }
         #[cfg(feature = "tls")]
-        super::redis::install_crypto_provider();
+        protocol::install_crypto_provider();
         let mut builder = ClusterClientBuilder::new(seeds.iter().map(RedisUrl::expose))
             .connection_timeout(connect_timeout)
             .response_timeout(timeout)
@@ -178,25 +178,19 @@ impl ClusterBackend {
             // different password among initial nodes").
             Error::Config(format!("Redis Cluster seed nodes: {e}"))
         })?;
-        let tuning = Tuning {
-            timeout,
-            connect_timeout,
-        };
-        let conn = RwLock::new(OnRuntime::new(Self::connection(&client, tuning)));
-        Ok(ClusterBackend {
+        Ok(ClusterStore {
             shared: Arc::new(Shared {
                 seeds: seeds.to_vec(),
                 tls_ca: tls_ca.map(PathBuf::from),
                 client,
                 tuning,
-                conn,
+                conns: PerRuntime::default(),
                 watch: Watch {
                     last_reply: AtomicU64::new(now_ms()),
                     timeouts: AtomicU32::new(0),
                     replaced_at: AtomicU64::new(0),
                 },
             }),
-            sender: fastrand::u64(..),
         })
     }
 
@@ -208,9 +202,24 @@ impl ClusterBackend {
         )
     }
 
-    /// The seed URLs, passwords redacted by their `Display`.
-    pub fn seeds(&self) -> &[RedisUrl] {
-        &self.shared.seeds
+    /// Where the event bus may listen, and the primaries to track.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Publishes a message on `channel`. A classic `PUBLISH` is broadcast to
+    /// every node of the cluster, so any node will do: a random one, not
+    /// the channel's slot (which would make one primary the hot spot, and a
+    /// single point of failure, of every invalidation message).
+    pub(crate) async fn publish(&self, channel: &str, message: &str) -> Result<()> {
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(channel).arg(message);
+        self.call(move |mut conn| async move {
+            conn.route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Runs `request` on the shared connection, watching for a reply.
@@ -248,20 +257,10 @@ impl ClusterBackend {
 }
 
 impl Shared {
-    /// The shared connection; a new one if the runtime of the old one is gone.
-    fn conn(&self) -> ClusterConnection {
-        {
-            let guard = self.conn.read().expect("connection lock");
-            if guard.is_alive() {
-                return guard.value.clone();
-            }
-        }
-        let mut guard = self.conn.write().expect("connection lock");
-        if !guard.is_alive() {
-            tracing::debug!("the runtime of the Redis Cluster connection is gone; reconnecting");
-            *guard = OnRuntime::new(ClusterBackend::connection(&self.client, self.tuning));
-        }
-        guard.value.clone()
+    /// The connection of the calling runtime.
+    fn conn(&self) -> Result<ClusterConnection> {
+        self.conns
+            .get(|| Ok(ClusterStore::connection(&self.client, self.tuning)))
     }
 
     /// Counts a request that got no reply, and replaces the connection if it
@@ -301,8 +300,10 @@ impl Shared {
             return;
         }
         tracing::warn!(why, "replacing the Redis Cluster connection");
-        let fresh = OnRuntime::new(ClusterBackend::connection(&self.client, self.tuning));
-        *self.conn.write().expect("connection lock") = fresh;
+        let fresh = ClusterStore::connection(&self.client, self.tuning);
+        if self.conns.replace(fresh).is_err() {
+            return;
+        }
         self.watch.last_reply.store(now, Ordering::Relaxed);
         self.watch.timeouts.store(0, Ordering::Relaxed);
     }
@@ -323,8 +324,9 @@ impl Shared {
                 }
             }
         }
+        let conn = self.conn()?;
         let mut unanswered = Unanswered(Some(self));
-        let outcome = request(self.conn()).await;
+        let outcome = request(conn).await;
         if !matches!(outcome, Err(Error::Timeout { .. })) {
             unanswered.0 = None;
             self.watch.last_reply.store(now_ms(), Ordering::Relaxed);
@@ -333,32 +335,25 @@ impl Shared {
         outcome
     }
 
-    /// Where the event subscriber may listen: every node of the client's
-    /// slot map, then the seeds (when the cluster cannot be asked).
-    async fn subscriber_candidates(&self) -> Vec<Client> {
+    /// Clients for the nodes a routing reaches, from the slot map: the
+    /// primaries, whose keys the event bus tracks.
+    pub(crate) async fn node_clients(&self, which: MultipleNodeRoutingInfo) -> Result<Vec<Client>> {
         let mut addresses = tokio::time::timeout(
             self.tuning.connect_timeout,
-            self.call(|mut conn| async move {
-                nodes(&mut conn, MultipleNodeRoutingInfo::AllNodes).await
-            }),
+            self.call(|mut conn| async move { nodes(&mut conn, which).await }),
         )
         .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
+        .map_err(|_| Error::Timeout {
+            op: "cluster nodes",
+            after: self.tuning.connect_timeout,
+        })??;
         addresses.sort();
         let template = &self.seeds[0];
-        let mut urls: Vec<RedisUrl> = addresses
+        addresses
             .iter()
-            .map(|(host, port)| at_address(template, host, *port))
-            .collect();
-        for seed in &self.seeds {
-            if !urls.contains(seed) {
-                urls.push(seed.clone());
-            }
-        }
-        urls.iter()
-            .filter_map(|url| client(url, self.tls_ca.as_deref()).ok())
+            .map(|(host, port)| {
+                protocol::client(&at_address(template, host, *port), self.tls_ca.as_deref())
+            })
             .collect()
     }
 }
@@ -470,20 +465,13 @@ impl ConnectionLike for OnNode {
     }
 }
 
-impl super::DirectGet for ClusterBackend {
-    async fn get_direct<'a>(&'a self, key: &'a str) -> Result<Option<Bytes>> {
-        self.call(move |mut conn| async move { ops::get(&mut conn, key).await })
-            .await
-    }
-}
-
-impl Backend for ClusterBackend {
+impl Store for ClusterStore {
     fn name(&self) -> &'static str {
         "cluster"
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
-        Box::pin(super::DirectGet::get_direct(self, key))
+        Box::pin(self.call(move |mut conn| async move { ops::get(&mut conn, key).await }))
     }
 
     fn get_with_ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<(Bytes, KeyTtl)>>> {
@@ -498,20 +486,19 @@ impl Backend for ClusterBackend {
 
     fn write<'a>(&'a self, writes: &'a [Write]) -> BoxFuture<'a, Result<()>> {
         Box::pin(self.call(move |conn| async move {
-            let conn = &conn;
             // The values first, one pipeline per slot.
             match writes {
                 [] => return Ok(()),
-                [w] => ops::set(&mut conn.clone(), &w.key, &w.value, w.ttl).await?,
+                [w] => {
+                    ops::write_if(&mut conn.clone(), w, Condition::Always, &[]).await?;
+                }
                 _ => {
                     let mut by_slot: HashMap<Slot, redis::Pipeline> = HashMap::new();
                     for w in writes {
-                        add_set(
-                            by_slot
-                                .entry(Slot::for_key(&w.key))
-                                .or_insert_with(redis::pipe),
-                            w,
-                        );
+                        let pipe = by_slot
+                            .entry(Slot::for_key(&w.key))
+                            .or_insert_with(redis::pipe);
+                        protocol::add_write(pipe, w, &[]);
                     }
                     try_join_all(by_slot.into_values().map(|pipe| {
                         let mut conn = conn.clone();
@@ -520,58 +507,18 @@ impl Backend for ClusterBackend {
                     .await?;
                 }
             }
-            // Then the member sets, each in its own slot. In this order a
-            // tag invalidation running meanwhile either sees the entry
-            // listed (and deletes it) or leaves it listed for the next one;
-            // the other order could leave a live entry listed nowhere. A
-            // reader of an index checks each member against the entry, so
-            // it never returns one whose write is under way.
-            let now = now_ms();
-            let listed = try_join_all(writes.iter().flat_map(|w| {
-                w.member_of.iter().map(move |set| {
-                    let mut conn = conn.clone();
-                    async move {
-                        let ttl = millis(w.ttl);
-                        let _: i64 = scripts::ADD_MEMBER
-                            .key(set)
-                            .arg(&w.key)
-                            .arg(ttl)
-                            .arg(now + ttl)
-                            .arg(now)
-                            .invoke_async(&mut conn)
-                            .await?;
-                        Ok::<_, Error>(())
-                    }
-                })
-            }))
-            .await;
-            if let Err(e) = listed {
-                // An entry its tags do not list would escape their
-                // invalidation: take it back (best effort; it expires
-                // by its TTL otherwise).
-                let unlisted: Vec<String> = writes
-                    .iter()
-                    .filter(|w| !w.member_of.is_empty())
-                    .map(|w| w.key.clone())
-                    .collect();
-                let _ = ops::delete(&mut conn.clone(), &unlisted).await;
-                return Err(e);
-            }
-            Ok(())
+            list(&conn, writes.iter()).await
         }))
     }
 
-    fn set_nx<'a>(
-        &'a self,
-        key: &'a str,
-        value: Bytes,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(
-            self.call(
-                move |mut conn| async move { ops::set_nx(&mut conn, key, &value, ttl).await },
-            ),
-        )
+    fn set_nx<'a>(&'a self, write: &'a Write) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(self.call(move |conn| async move {
+            if !ops::write_if(&mut conn.clone(), write, Condition::Absent, &[]).await? {
+                return Ok(false);
+            }
+            list(&conn, std::iter::once(write)).await?;
+            Ok(true)
+        }))
     }
 
     fn compare_and_swap<'a>(
@@ -580,18 +527,32 @@ impl Backend for ClusterBackend {
         expected: &'a [u8],
         swap: Swap,
     ) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(self.call(move |mut conn| async move {
-            ops::compare_and_swap(&mut conn, key, expected, &swap).await
+        Box::pin(self.call(move |conn| async move {
+            let Swap::Set {
+                value,
+                ttl,
+                member_of,
+            } = swap
+            else {
+                return ops::swap(&mut conn.clone(), key, expected, &swap).await;
+            };
+            let w = Write {
+                key: key.to_owned(),
+                value,
+                ttl,
+                member_of,
+            };
+            if !ops::write_if(&mut conn.clone(), &w, Condition::Equal(expected), &[]).await? {
+                return Ok(false);
+            }
+            list(&conn, std::iter::once(&w)).await?;
+            Ok(true)
         }))
     }
 
     fn delete<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<u64>> {
         // The client splits a multi-slot UNLINK per slot and sums the counts.
         Box::pin(self.call(move |mut conn| async move { ops::delete(&mut conn, keys).await }))
-    }
-
-    fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(self.call(move |mut conn| async move { ops::exists(&mut conn, key).await }))
     }
 
     fn expire<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>> {
@@ -643,40 +604,54 @@ impl Backend for ClusterBackend {
         }))
     }
 
-    fn publish<'a>(&'a self, channel: &'a str, event: &'a Event) -> BoxFuture<'a, Result<()>> {
-        // A classic PUBLISH is broadcast to every node of the cluster, so
-        // any node will do: a random one, not the channel's slot (which
-        // would make one primary the hot spot, and a single point of
-        // failure, of every invalidation message).
-        let mut cmd = redis::cmd("PUBLISH");
-        cmd.arg(channel).arg(encode_event(self.sender, event));
-        Box::pin(self.call(move |mut conn| async move {
-            conn.route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
-                .await?;
-            Ok(())
-        }))
-    }
-
-    fn subscribe(&self, channel: &str) -> Option<EventStream> {
-        let shared = self.shared.clone();
-        let candidates: Candidates = Arc::new(move || {
-            let shared = shared.clone();
-            Box::pin(async move { shared.subscriber_candidates().await })
-        });
-        Some(spawn_subscriber(
-            candidates,
-            channel.to_owned(),
-            self.sender,
-            self.shared.tuning.connect_timeout,
-        ))
-    }
-
     fn ping(&self) -> BoxFuture<'_, Result<()>> {
         // Routed to every primary: the cluster answers when all of them do.
         Box::pin(self.fan_out(|mut conn| async move {
             Ok(redis::cmd("PING").query_async(&mut conn).await?)
         }))
     }
+}
+
+/// Lists written values in their member sets, each set in its own slot,
+/// after the values: in this order a tag invalidation running meanwhile
+/// either sees an entry listed (and deletes it) or leaves it listed for the
+/// next one; the other order could leave a live entry listed nowhere. A
+/// reader of an index checks each member against the entry, so it never
+/// returns one whose write is under way. If the sets cannot be written, the
+/// values are taken back: an entry its tags do not list would escape their
+/// invalidation.
+async fn list<'w>(
+    conn: &ClusterConnection,
+    writes: impl Iterator<Item = &'w Write> + Clone,
+) -> Result<()> {
+    let now = now_ms();
+    let listed = try_join_all(writes.clone().flat_map(|w| {
+        w.member_of.iter().map(move |set| {
+            let mut conn = conn.clone();
+            async move {
+                let ttl = millis(w.ttl);
+                let _: i64 = scripts::ADD_MEMBER
+                    .key(set)
+                    .arg(&w.key)
+                    .arg(ttl)
+                    .arg(now + ttl)
+                    .arg(now)
+                    .invoke_async(&mut conn)
+                    .await?;
+                Ok::<_, Error>(())
+            }
+        })
+    }))
+    .await;
+    if let Err(e) = listed {
+        let unlisted: Vec<String> = writes
+            .filter(|w| !w.member_of.is_empty())
+            .map(|w| w.key.clone())
+            .collect();
+        let _ = ops::delete(&mut conn.clone(), &unlisted).await;
+        return Err(e);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,627 @@
+//! The embedded store: a bounded in-memory map (moka) with Redis' semantics
+//! for every [`Store`] primitive (TTLs, `SET NX`, compare-and-swap,
+//! counters, scored member sets, pattern deletion). The default when no
+//! Redis is configured, and the reference the conformance suite holds the
+//! other stores to. One process sees it; nothing is persisted.
+//!
+//! Cached functions keep decoded values here ([`Held`]): a hit is a lookup
+//! and a clone, with no serialization. A typed entry is encoded only if
+//! something reads it as bytes (the `Cache` API with another type, say).
+//! Expiry follows the stack's [`Clock`], so tests on tokio's paused clock
+//! see entries expire when they advance it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use moka::ops::compute::Op;
+use moka::sync::Cache as Moka;
+
+use super::{BoxFuture, KeyTtl, Store, Swap, Write};
+use crate::clock::{Clock, millis};
+use crate::error::{Error, Result};
+use crate::fence::{Fence, Stamp};
+use crate::key::glob_match;
+use crate::local::Held;
+
+/// Keys visited per step of a pattern deletion; the task yields between steps.
+const DELETE_BATCH: usize = 1_000;
+
+#[derive(Clone)]
+enum Value {
+    Bytes(Bytes),
+    /// A decoded value of a cached function.
+    Held(Held),
+    /// member → expiry (ms since the epoch).
+    Set(Arc<Mutex<HashMap<Box<str>, u64>>>),
+}
+
+#[derive(Clone)]
+struct Stored {
+    value: Value,
+    /// On the stack's clock; `None`: persistent.
+    expires_ms: Option<u64>,
+}
+
+impl Stored {
+    fn live(&self, now_ms: u64) -> bool {
+        self.expires_ms.is_none_or(|t| t > now_ms)
+    }
+
+    fn ttl(&self, now_ms: u64) -> KeyTtl {
+        self.expires_ms.map_or(KeyTtl::Persistent, |t| {
+            KeyTtl::Expires(Duration::from_millis(t.saturating_sub(now_ms)))
+        })
+    }
+
+    fn weight(&self, key: &str) -> u32 {
+        let value = match &self.value {
+            Value::Bytes(b) => b.len(),
+            Value::Held(h) => h.weight() as usize,
+            Value::Set(set) => set
+                .lock()
+                .map_or(0, |s| s.keys().map(|k| k.len() + 64).sum()),
+        };
+        u32::try_from(key.len() + value + super::ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+    }
+}
+
+/// Moka's own expiry, in real time: it frees memory. Whether an entry is
+/// live is decided on each read by the stack's clock, which tests may move
+/// faster than real time; never slower.
+struct ByDeadline(Clock);
+
+impl ByDeadline {
+    fn left(&self, value: &Stored) -> Option<Duration> {
+        let now = self.0.now_ms();
+        value
+            .expires_ms
+            .map(|t| Duration::from_millis(t.saturating_sub(now)))
+    }
+}
+
+impl moka::Expiry<String, Stored> for ByDeadline {
+    fn expire_after_create(&self, _: &String, value: &Stored, _: Instant) -> Option<Duration> {
+        self.left(value)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &String,
+        value: &Stored,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        self.left(value)
+    }
+}
+
+/// The embedded in-memory store.
+#[derive(Clone)]
+pub struct MemoryStore {
+    map: Moka<String, Stored>,
+    fence: Arc<Fence>,
+    clock: Clock,
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("entries", &self.map.entry_count())
+            .field("bytes", &self.map.weighted_size())
+            .finish()
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new(256 * 1024 * 1024)
+    }
+}
+
+fn wrong_type(key: &str) -> Error {
+    Error::Backend(format!(
+        "WRONGTYPE operation against key `{key}` holding the wrong kind of value"
+    ))
+}
+
+/// What a typed read found.
+pub(crate) enum Found {
+    Held(Held),
+    Bytes(Bytes),
+    Absent,
+}
+
+impl MemoryStore {
+    /// A store bounded to about `max_bytes` of heap (keys, values and about
+    /// 480 bytes of bookkeeping per entry); past the bound, the least
+    /// valuable entries are evicted (TinyLFU).
+    pub fn new(max_bytes: u64) -> Self {
+        Self::with_clock(max_bytes, Clock::System)
+    }
+
+    pub(crate) fn with_clock(max_bytes: u64, clock: Clock) -> Self {
+        MemoryStore {
+            map: Moka::builder()
+                .max_capacity(max_bytes)
+                .weigher(|k: &String, v: &Stored| v.weight(k))
+                .expire_after(ByDeadline(clock))
+                .build(),
+            fence: Arc::new(Fence::default()),
+            clock,
+        }
+    }
+
+    /// Entries currently held (approximate: expired entries linger until
+    /// housekeeping).
+    pub fn len(&self) -> u64 {
+        self.map.run_pending_tasks();
+        self.map.entry_count()
+    }
+
+    /// Whether the store holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes charged against the bound.
+    pub fn weighted_size(&self) -> u64 {
+        self.map.run_pending_tasks();
+        self.map.weighted_size()
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    fn deadline(&self, ttl: Duration) -> u64 {
+        self.now() + millis(ttl)
+    }
+
+    fn live(&self, key: &str) -> Option<Stored> {
+        let now = self.now();
+        self.map.get(key).filter(|s| s.live(now))
+    }
+
+    fn bytes_of(&self, key: &str, stored: Stored) -> Result<Option<Bytes>> {
+        match stored.value {
+            Value::Bytes(b) => Ok(Some(b)),
+            Value::Held(h) => Ok(h.to_bytes(key)),
+            Value::Set(_) => Err(wrong_type(key)),
+        }
+    }
+
+    fn get_now(&self, key: &str) -> Result<Option<Bytes>> {
+        match self.live(key) {
+            None => Ok(None),
+            Some(stored) => self.bytes_of(key, stored),
+        }
+    }
+
+    /// Removes `key` after voiding the stamps of computations under way.
+    fn remove(&self, key: &str) -> bool {
+        self.fence.bump(key);
+        let now = self.now();
+        self.map.remove(key).is_some_and(|s| s.live(now))
+    }
+
+    fn add_member(&self, set: &str, member: &str, expiry_ms: u64, set_deadline: u64) -> Result<()> {
+        let now = self.now();
+        let mut result = Ok(());
+        self.map.entry_by_ref(set).and_compute_with(|current| {
+            match current.map(|e| e.into_value()).filter(|s| s.live(now)) {
+                Some(Stored {
+                    value: Value::Set(members),
+                    expires_ms,
+                }) => {
+                    let mut guard = members.lock().expect("set lock");
+                    guard.retain(|_, exp| *exp > now);
+                    guard.insert(member.into(), expiry_ms);
+                    drop(guard);
+                    // A set lives at least as long as its longest-lived member.
+                    Op::Put(Stored {
+                        value: Value::Set(members),
+                        expires_ms: expires_ms.map(|t| t.max(set_deadline)),
+                    })
+                }
+                Some(_) => {
+                    result = Err(wrong_type(set));
+                    Op::Nop
+                }
+                None => Op::Put(Stored {
+                    value: Value::Set(Arc::new(Mutex::new(HashMap::from([(
+                        Box::from(member),
+                        expiry_ms,
+                    )])))),
+                    expires_ms: Some(set_deadline),
+                }),
+            }
+        });
+        result
+    }
+
+    fn list(&self, key: &str, member_of: &[String], ttl: Duration) -> Result<()> {
+        let deadline = self.deadline(ttl);
+        for set in member_of {
+            self.add_member(set, key, deadline, deadline)?;
+        }
+        Ok(())
+    }
+
+    fn put(&self, key: &str, value: Value, ttl: Duration) {
+        self.fence.bump(key);
+        self.map.insert(
+            key.to_owned(),
+            Stored {
+                value,
+                expires_ms: Some(self.deadline(ttl)),
+            },
+        );
+    }
+
+    /// Reads `key` for a cached function: its decoded value, or bytes
+    /// written by something else (to decode), or nothing.
+    pub(crate) fn get_held(&self, key: &str) -> Found {
+        match self.live(key) {
+            Some(Stored {
+                value: Value::Held(h),
+                ..
+            }) => Found::Held(h),
+            Some(Stored {
+                value: Value::Bytes(b),
+                ..
+            }) => Found::Bytes(b),
+            _ => Found::Absent,
+        }
+    }
+
+    /// A stamp for a computation of `key` about to start.
+    pub(crate) fn stamp(&self, key: &str) -> Stamp {
+        self.fence.stamp(key)
+    }
+
+    /// Stores a decoded value for `ttl`, listed in `member_of`, unless an
+    /// invalidation of `key` happened since `stamp`. Returns whether it did.
+    pub(crate) fn put_held(
+        &self,
+        key: &str,
+        held: Held,
+        ttl: Duration,
+        member_of: &[String],
+        stamp: Stamp,
+    ) -> Result<bool> {
+        self.put_fenced(key, Value::Held(held), ttl, member_of, stamp)
+    }
+
+    fn put_fenced(
+        &self,
+        key: &str,
+        value: Value,
+        ttl: Duration,
+        member_of: &[String],
+        stamp: Stamp,
+    ) -> Result<bool> {
+        if !self.fence.current(stamp) {
+            return Ok(false);
+        }
+        // Listed before it is visible: a tag invalidation that misses the
+        // listing bumped the epoch, which the checks below see.
+        self.list(key, member_of, ttl)?;
+        let deadline = self.deadline(ttl);
+        let mut stored = false;
+        self.map.entry_by_ref(key).and_compute_with(|_| {
+            if self.fence.current(stamp) {
+                stored = true;
+                Op::Put(Stored {
+                    value: value.clone(),
+                    expires_ms: Some(deadline),
+                })
+            } else {
+                Op::Nop
+            }
+        });
+        if stored && !self.fence.current(stamp) {
+            // An invalidation bumped between the check and the insert, and
+            // may have looked before the insert: undo it.
+            self.map.invalidate(key);
+            return Ok(false);
+        }
+        Ok(stored)
+    }
+
+    /// Stores bytes for `ttl` unless an invalidation of `key` happened since
+    /// `stamp` (a batch's computed entries). Returns whether it did.
+    pub(crate) fn put_bytes(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+        stamp: Stamp,
+    ) -> Result<bool> {
+        self.put_fenced(key, Value::Bytes(value), ttl, &[], stamp)
+    }
+
+    /// Voids every computation under way (a tag or namespace invalidation,
+    /// whose keys are not all known).
+    pub(crate) fn fence_all(&self) {
+        self.fence.bump_all();
+    }
+}
+
+impl Store for MemoryStore {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
+        Box::pin(async move {
+            // Never waits on I/O: yield when the task's budget is spent.
+            tokio::task::consume_budget().await;
+            self.get_now(key)
+        })
+    }
+
+    fn get_with_ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<(Bytes, KeyTtl)>>> {
+        Box::pin(async move {
+            let now = self.now();
+            match self.live(key) {
+                None => Ok(None),
+                Some(stored) => {
+                    let ttl = stored.ttl(now);
+                    Ok(self.bytes_of(key, stored)?.map(|b| (b, ttl)))
+                }
+            }
+        })
+    }
+
+    fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Bytes>>>> {
+        Box::pin(async move {
+            // Like MGET: a key of another type reads as absent.
+            Ok(keys
+                .iter()
+                .map(|k| self.get_now(k).ok().flatten())
+                .collect())
+        })
+    }
+
+    fn write<'a>(&'a self, writes: &'a [Write]) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            for w in writes {
+                self.list(&w.key, &w.member_of, w.ttl)?;
+                self.put(&w.key, Value::Bytes(w.value.clone()), w.ttl);
+            }
+            Ok(())
+        })
+    }
+
+    fn set_nx<'a>(&'a self, write: &'a Write) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let now = self.now();
+            let deadline = self.deadline(write.ttl);
+            let mut stored = false;
+            self.map
+                .entry_by_ref(&write.key)
+                .and_compute_with(|current| {
+                    if current.is_some_and(|e| e.value().live(now)) {
+                        Op::Nop
+                    } else {
+                        stored = true;
+                        Op::Put(Stored {
+                            value: Value::Bytes(write.value.clone()),
+                            expires_ms: Some(deadline),
+                        })
+                    }
+                });
+            if stored {
+                self.fence.bump(&write.key);
+                self.list(&write.key, &write.member_of, write.ttl)?;
+            }
+            Ok(stored)
+        })
+    }
+
+    fn compare_and_swap<'a>(
+        &'a self,
+        key: &'a str,
+        expected: &'a [u8],
+        swap: Swap,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let now = self.now();
+            let mut swapped = None;
+            self.map.entry_by_ref(key).and_compute_with(|current| {
+                let current = current.map(|e| e.into_value()).filter(|s| s.live(now));
+                let Some(stored) = current else {
+                    return Op::Nop;
+                };
+                let matches = match &stored.value {
+                    Value::Bytes(b) => b.as_ref() == expected,
+                    Value::Held(h) => h.to_bytes(key).is_some_and(|b| b.as_ref() == expected),
+                    Value::Set(_) => false,
+                };
+                if !matches {
+                    return Op::Nop;
+                }
+                swapped = Some(swap.clone());
+                match &swap {
+                    Swap::Set { value, ttl, .. } => Op::Put(Stored {
+                        value: Value::Bytes(value.clone()),
+                        expires_ms: Some(now + millis(*ttl)),
+                    }),
+                    Swap::SetKeepTtl(value) => Op::Put(Stored {
+                        value: Value::Bytes(value.clone()),
+                        expires_ms: stored.expires_ms,
+                    }),
+                    Swap::Delete => Op::Remove,
+                    Swap::Expire(ttl) => Op::Put(Stored {
+                        value: stored.value.clone(),
+                        expires_ms: Some(now + millis(*ttl)),
+                    }),
+                }
+            });
+            let Some(swap) = swapped else {
+                return Ok(false);
+            };
+            self.fence.bump(key);
+            if let Swap::Set { ttl, member_of, .. } = &swap {
+                self.list(key, member_of, *ttl)?;
+            }
+            Ok(true)
+        })
+    }
+
+    fn delete<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move { Ok(keys.iter().filter(|k| self.remove(k)).count() as u64) })
+    }
+
+    fn expire<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let now = self.now();
+            let mut found = false;
+            self.map.entry_by_ref(key).and_compute_with(|current| {
+                match current.map(|e| e.into_value()).filter(|s| s.live(now)) {
+                    Some(mut stored) => {
+                        found = true;
+                        stored.expires_ms = Some(now + millis(ttl));
+                        Op::Put(stored)
+                    }
+                    None => Op::Nop,
+                }
+            });
+            Ok(found)
+        })
+    }
+
+    fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<KeyTtl>> {
+        Box::pin(async move {
+            let now = self.now();
+            Ok(self.live(key).map_or(KeyTtl::Missing, |s| s.ttl(now)))
+        })
+    }
+
+    fn incr<'a>(
+        &'a self,
+        key: &'a str,
+        by: i64,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<i64>> {
+        Box::pin(async move {
+            let now = self.now();
+            let mut result = Err(Error::Backend("increment did not run".into()));
+            self.map.entry_by_ref(key).and_compute_with(|current| {
+                let current = current.map(|e| e.into_value()).filter(|s| s.live(now));
+                let fresh = ttl.map(|t| now + millis(t));
+                let (old, expires_ms) = match &current {
+                    None => (0, fresh),
+                    Some(Stored {
+                        value: Value::Bytes(b),
+                        expires_ms,
+                    }) => match std::str::from_utf8(b)
+                        .ok()
+                        .and_then(|s| s.parse::<i64>().ok())
+                    {
+                        Some(n) => (n, expires_ms.or(fresh)),
+                        None => {
+                            result = Err(Error::Backend(format!(
+                                "ERR value at `{key}` is not an integer or out of range"
+                            )));
+                            return Op::Nop;
+                        }
+                    },
+                    Some(_) => {
+                        result = Err(wrong_type(key));
+                        return Op::Nop;
+                    }
+                };
+                match old.checked_add(by) {
+                    Some(new) => {
+                        result = Ok(new);
+                        Op::Put(Stored {
+                            value: Value::Bytes(Bytes::from(new.to_string())),
+                            expires_ms,
+                        })
+                    }
+                    None => {
+                        result = Err(Error::Backend(format!(
+                            "ERR increment at `{key}` would overflow"
+                        )));
+                        Op::Nop
+                    }
+                }
+            });
+            if result.is_ok() {
+                self.fence.bump(key);
+            }
+            result
+        })
+    }
+
+    fn members<'a>(&'a self, set: &'a str) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(async move {
+            match self.live(set) {
+                None => Ok(Vec::new()),
+                Some(Stored {
+                    value: Value::Set(members),
+                    ..
+                }) => {
+                    let now = self.now();
+                    let mut guard = members.lock().expect("set lock");
+                    guard.retain(|_, exp| *exp > now);
+                    Ok(guard.keys().map(|k| k.to_string()).collect())
+                }
+                Some(_) => Err(wrong_type(set)),
+            }
+        })
+    }
+
+    fn remove_members<'a>(
+        &'a self,
+        set: &'a str,
+        members: &'a [String],
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            if let Some(Stored {
+                value: Value::Set(listed),
+                ..
+            }) = self.live(set)
+            {
+                let mut guard = listed.lock().expect("set lock");
+                for m in members {
+                    guard.remove(m.as_str());
+                }
+                if guard.is_empty() {
+                    drop(guard);
+                    self.map.remove(set);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn delete_matching<'a>(&'a self, pattern: &'a str) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            self.fence.bump_all();
+            let mut deleted = 0;
+            // moka's iterator is weakly consistent: keys inserted meanwhile may
+            // or may not be seen, like SCAN (and the fence voids their
+            // computations).
+            let matching: Vec<Arc<String>> = self
+                .map
+                .iter()
+                .filter_map(|(k, _)| glob_match(pattern, &k).then_some(k))
+                .collect();
+            for batch in matching.chunks(DELETE_BATCH) {
+                deleted += batch.iter().filter(|k| self.remove(k)).count() as u64;
+                tracing::trace!(pattern, deleted, "pattern invalidation progress");
+                tokio::task::yield_now().await;
+            }
+            Ok(deleted)
+        })
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+}
