@@ -78,7 +78,7 @@ impl Case {
                 let keys: Vec<String> = (0..100)
                     .map(|i| format!("k{}", (id + i * 97) % KEYS))
                     .collect();
-                let got = STORE.get_many::<u64, _>(&keys).await.expect("get_many");
+                let got = STORE.get_many::<u64>(&keys).await.expect("get_many");
                 assert_eq!(got.len(), 100);
             }
         }

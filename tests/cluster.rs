@@ -1,7 +1,8 @@
 //! The behaviour suites on a real local Redis Cluster (3 primaries, 3
 //! replicas, started by the harness), and what only a cluster has: keys
 //! spread over every slot and primary, pattern invalidation and `clear()`
-//! reaching all of them, multi-slot batches, events between nodes.
+//! reaching all of them, multi-slot batches, and another client's write on
+//! any primary reaching this process's tier (tracking on every primary).
 //!
 //! Failover has a cluster of its own, in `tests/cluster_failover.rs`.
 
@@ -11,8 +12,7 @@ mod suite;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use cachekit::backend::{Backend, ClusterBackend, Event};
-use cachekit::{Cache, RedisUrl, cached};
+use cachekit::{Cache, CacheOptions, Config, LocalTierConfig, cached, testing};
 use common::cluster::{RedisCluster, key_slot as slot, one_id_per_slot, shared_cluster};
 use common::{run, unique};
 
@@ -169,7 +169,7 @@ fn batches_and_indexes_span_slots() {
         cache.set_many(&items).await.unwrap();
         let mut asked: Vec<String> = keys.iter().rev().cloned().collect();
         asked.insert(10, "absent".into());
-        let got = cache.get_many::<usize, _>(&asked).await.unwrap();
+        let got = cache.get_many::<usize>(&asked).await.unwrap();
         assert_eq!(got[10], None);
         for (k, v) in asked.iter().zip(&got) {
             if k != "absent" {
@@ -227,41 +227,77 @@ fn tags_reach_entries_on_every_primary() {
 }
 
 #[test]
-fn events_published_on_one_node_reach_a_subscriber_on_another() {
+fn a_write_by_another_client_on_any_primary_evicts_the_tier_copy() {
     run(async {
-        let urls: Vec<RedisUrl> = shared_cluster()
-            .urls()
-            .iter()
-            .map(|u| RedisUrl::new(u))
-            .collect();
-        let timeout = Duration::from_secs(2);
-        let listener = ClusterBackend::new(&urls, None, timeout, timeout).unwrap();
-        // Seeded with the last node only: its subscription and its
-        // publications take other paths than the listener's.
-        let talker = ClusterBackend::new(&urls[5..], None, timeout, timeout).unwrap();
-        let channel = unique("#events-");
-        let mut events = listener.subscribe(&channel).unwrap();
-        let first = tokio::time::timeout(Duration::from_secs(10), events.recv()).await;
-        assert_eq!(first.unwrap(), Some(Event::Resync), "subscribed");
-        let event = Event::Keys(vec!["a:1".into()]);
-        // Published until heard: the subscription is live, but a message
-        // sent before it was made is lost by design.
-        let heard = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                talker.publish(&channel, &event).await.unwrap();
-                if let Ok(Some(got)) =
-                    tokio::time::timeout(Duration::from_millis(200), events.recv()).await
-                {
-                    return got;
+        let urls = shared_cluster().urls();
+        let config = || {
+            Config::cluster(&urls).local_tier(LocalTierConfig {
+                all: true,
+                ..LocalTierConfig::default()
+            })
+        };
+        static C: Cache = Cache::new("tracked", Duration::from_secs(60));
+        let options = CacheOptions::new(Duration::from_secs(60)).local(true);
+        testing::isolated(config(), async {
+            // Wait for the bus to hear (tracking on every primary).
+            let hearing = tokio::time::timeout(Duration::from_secs(10), async {
+                while !cachekit::health().await.coherent {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await;
+            assert!(hearing.is_ok(), "tracking never came up on the cluster");
+            // One key on each primary.
+            let cluster = shared_cluster();
+            let mut keys: Vec<String> = Vec::new();
+            let mut primaries = HashSet::new();
+            for i in 0.. {
+                let key = format!("t:{i}");
+                if primaries.insert(cluster.primary_port_of_slot(slot(&format!("tracked:{key}")))) {
+                    keys.push(key);
+                }
+                if primaries.len() == cluster.primaries().len() {
+                    break;
                 }
             }
+            for key in &keys {
+                let first: u64 = C.get_or_compute_with(key, &options, || async { 1 }).await;
+                assert_eq!(first, 1);
+                // The tracking message of its own write evicts the copy the
+                // miss kept; a read keeps it again, then it serves.
+                let before = testing::stats().local_hits;
+                let served = tokio::time::timeout(Duration::from_secs(5), async {
+                    while testing::stats().local_hits == before {
+                        let cached: u64 = C.get_or_compute_with(key, &options, || async { 2 }).await;
+                        assert_eq!(cached, 1);
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                })
+                .await;
+                assert!(served.is_ok(), "{key} never served from the tier");
+            }
+            // Another client writes each key on its own primary.
+            for key in &keys {
+                let full = format!("tracked:{key}");
+                let node = cluster.node(cluster.primary_port_of_slot(slot(&full)));
+                let _: () = node.cmd(&["SET", &full, "9"]);
+            }
+            let seen = tokio::time::timeout(Duration::from_secs(5), async {
+                loop {
+                    let mut all = true;
+                    for key in &keys {
+                        let v: u64 = C.get_or_compute_with(key, &options, || async { 3 }).await;
+                        all &= v == 9;
+                    }
+                    if all {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await;
+            assert!(seen.is_ok(), "the tier kept serving values another client replaced");
         })
-        .await
-        .expect("an event published through another node arrives");
-        assert_eq!(heard, event);
-        // Its own messages are not echoed back.
-        listener.publish(&channel, &event).await.unwrap();
-        let echo = tokio::time::timeout(Duration::from_millis(300), events.recv()).await;
-        assert!(echo.is_err(), "own message echoed: {echo:?}");
+        .await;
     });
 }

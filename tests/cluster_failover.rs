@@ -1,8 +1,8 @@
 //! Redis Cluster faults and settings, each on a cluster of its own (so the
 //! suites in `tests/cluster.rs` never see them): a primary killed under load
 //! and replaced by its replica, a cluster absent when the cache starts, the
-//! node that carries the event subscription dying, a cluster that requires
-//! a password.
+//! node that carries the event bus dying (the tier stops serving, then
+//! hears again), a cluster that requires a password.
 //!
 //! For the load: zero wrong values, zero errors from cached functions, no
 //! call past its bound, and caching back on the new topology (times
@@ -17,8 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cachekit::backend::{Backend, ClusterBackend, Event, EventStream};
-use cachekit::{Cache, Config, RedisUrl, cached};
+use cachekit::{Cache, CacheOptions, Config, LocalTierConfig, cached, testing};
 use common::cluster::{RedisCluster, cluster_ports, key_slot};
 use common::load::{Observed, spawn_cached_callers};
 use common::{note, run};
@@ -291,74 +290,59 @@ fn a_cluster_absent_at_init_is_used_once_it_is_up() {
     });
 }
 
-/// Publishes `event` through `talker` until `events` hears it.
-async fn heard(talker: &ClusterBackend, channel: &str, events: &mut EventStream, event: &Event) {
-    let heard = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            // Failures are expected while the cluster fails over.
-            let _ = talker.publish(channel, event).await;
-            match tokio::time::timeout(Duration::from_millis(200), events.recv()).await {
-                Ok(Some(got)) if got == *event => return,
-                Ok(Some(Event::Resync)) | Err(_) => {}
-                Ok(other) => panic!("unexpected {other:?}"),
-            }
+/// Waits until the current cache hears about changes (or not).
+async fn until_coherent(coherent: bool, within: Duration) -> Duration {
+    let started = Instant::now();
+    let reached = tokio::time::timeout(within, async {
+        while cachekit::health().await.coherent != coherent {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await;
-    assert!(heard.is_ok(), "{event:?} was never heard");
+    assert!(reached.is_ok(), "coherent never became {coherent} within {within:?}");
+    started.elapsed()
 }
 
 #[test]
-fn events_follow_the_subscription_to_a_live_node() {
+fn the_tier_stops_serving_when_its_bus_node_dies_and_serves_again_once_it_hears() {
     run(async {
         let _serial = SERIAL.lock().await;
         let mut cluster = blocking(|| RedisCluster::start_with_node_timeout(NODE_TIMEOUT)).await;
-        let urls: Vec<RedisUrl> = cluster.urls().iter().map(|u| RedisUrl::new(u)).collect();
-        let listener = ClusterBackend::new(&urls, None, TIMEOUT, TIMEOUT).unwrap();
-        let talker = ClusterBackend::new(&urls, None, TIMEOUT, TIMEOUT).unwrap();
-        let channel = common::unique("#events-");
-        let mut events = listener.subscribe(&channel).unwrap();
-        let first = tokio::time::timeout(Duration::from_secs(10), events.recv()).await;
-        assert_eq!(first.unwrap(), Some(Event::Resync));
-        heard(
-            &talker,
-            &channel,
-            &mut events,
-            &Event::Keys(vec!["before".into()]),
-        )
+        let config = config(&cluster.urls()).local_tier(LocalTierConfig {
+            all: true,
+            ..LocalTierConfig::default()
+        });
+        static C: Cache = Cache::new("cfo-tier", Duration::from_secs(60));
+        let options = CacheOptions::new(Duration::from_secs(60)).local(true);
+        testing::isolated(config, async {
+            until_coherent(true, Duration::from_secs(10)).await;
+            let v: u64 = C.get_or_compute_with("k", &options, || async { 1 }).await;
+            assert_eq!(v, 1);
+            // The node carrying the bus's subscription (and one of its
+            // tracking connections) dies.
+            let channel = "#events";
+            let carrier = cluster
+                .live()
+                .find(|n| {
+                    let (_, subscribers): (String, i64) = n.cmd(&["PUBSUB", "NUMSUB", channel]);
+                    subscribers > 0
+                })
+                .expect("a node carries the bus")
+                .port;
+            cluster.node_mut(carrier).kill();
+            let deaf = until_coherent(false, Duration::from_secs(10)).await;
+            // While deaf, nothing is served from the tier.
+            let local_before = testing::stats().local_hits;
+            let _: u64 = C.get_or_compute_with("k", &options, || async { 2 }).await;
+            assert_eq!(testing::stats().local_hits, local_before, "the tier served while deaf");
+            let hearing = until_coherent(true, Duration::from_secs(40)).await;
+            note(format!(
+                "bus: deaf {} ms after its node was killed; hearing again {} ms later (failover included)",
+                deaf.as_millis(),
+                hearing.as_millis()
+            ));
+        })
         .await;
-
-        // Kill the node that carries the subscription (PUBSUB NUMSUB is
-        // local to each node).
-        let carrier = cluster
-            .live()
-            .find(|n| {
-                let (_, subscribers): (String, i64) = n.cmd(&["PUBSUB", "NUMSUB", &channel]);
-                subscribers > 0
-            })
-            .expect("a node carries the subscription")
-            .port;
-        cluster.node_mut(carrier).kill();
-        let killed = Instant::now();
-        let resync = tokio::time::timeout(Duration::from_secs(30), events.recv()).await;
-        assert_eq!(
-            resync.expect("resubscribed within 30 s"),
-            Some(Event::Resync),
-            "the loss is announced, so in-process copies are dropped"
-        );
-        let moved = killed.elapsed();
-        heard(
-            &talker,
-            &channel,
-            &mut events,
-            &Event::Keys(vec!["after".into()]),
-        )
-        .await;
-        note(format!(
-            "events: subscription moved off the killed node {carrier} in {} ms; events flow again after {} ms",
-            moved.as_millis(),
-            killed.elapsed().as_millis()
-        ));
     });
 }
 
@@ -379,16 +363,15 @@ fn a_cluster_with_a_password_is_reached_with_the_credentials_of_its_urls() {
         let shown = format!("{:?}", cachekit::current_config().unwrap());
         assert!(!shown.contains(password), "{shown}");
 
-        // A wrong password: the backend builds, and every command fails
+        // A wrong password: the cache builds, and every command fails
         // with an error that names no password.
-        let wrong: Vec<RedisUrl> = urls
+        let wrong: Vec<String> = urls
             .iter()
-            .map(|u| RedisUrl::new(&u.replace(password, "not-the-password")))
+            .map(|u| u.replace(password, "not-the-password"))
             .collect();
-        let backend = ClusterBackend::new(&wrong, None, TIMEOUT, TIMEOUT).unwrap();
-        assert!(!format!("{backend:?}").contains("not-the-password"));
-        let error = backend.ping().await.unwrap_err();
-        let shown = format!("{error} {error:?}");
+        let health = testing::isolated(config(&wrong), cachekit::health()).await;
+        assert!(!health.reachable);
+        let shown = format!("{health:?}");
         assert!(
             !shown.contains("not-the-password") && !shown.contains(password),
             "{shown}"

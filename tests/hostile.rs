@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use cachekit::key::{HASHED_KEY_HEAD, MAX_KEY_LEN};
+use cachekit::__private::{HASHED_KEY_HEAD, MAX_KEY_LEN};
 use cachekit::{Cache, Config, Error, cached, invalidate};
 use common::{RedisServer, run, shared_server};
 use serde::{Deserialize, Serialize};
@@ -514,7 +514,7 @@ fn hostile_placeholder_values_are_injective_and_never_widen() {
                 tagged(format!("{i}"), tag.to_string()).await;
             }
             assert_eq!(cachekit::invalidate_tag("t:*").await.unwrap(), 0, "{name}");
-            let rendered_star = cachekit::key::escape("*");
+            let rendered_star = cachekit::__private::escape("*");
             assert_eq!(
                 cachekit::invalidate_tag(&format!("t:{rendered_star}"))
                     .await

@@ -28,7 +28,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::hash::Hash;
 
-use cachekit::key::{escape_glob, glob_match, render};
+use cachekit::__private::{escape_glob, glob_match, render};
 use cachekit::{CacheKey, cached};
 use common::{note, shared_server};
 use proptest::prelude::*;

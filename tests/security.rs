@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Once};
 use std::time::Duration;
 
-use cachekit::codec::{Envelope, Format, Meta};
+use cachekit::__private::{Envelope, Format, Meta};
 use cachekit::{BreakerPolicy, Cache, CircuitState, Config, Error, Secret, cached};
 use common::pki::Ca;
 use common::{RedisServer, run};

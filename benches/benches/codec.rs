@@ -6,8 +6,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use cachekit::codec::{Envelope, Meta};
-use cachekit::{Codec, Format};
+use cachekit::__private::{Envelope, Format, Meta};
+use cachekit::Codec;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 

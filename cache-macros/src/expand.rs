@@ -492,6 +492,16 @@ fn expand_cached(func: &ItemFn, args: &CachedArgs, params: &Params) -> TokenStre
     };
     let tags = args.tags.iter().map(|t| render(t, &p));
     let (output, engine) = engine(func, &p, false);
+    // A refresh in the background needs a computation that owns its
+    // inputs: made from the (moved) arguments only when it runs.
+    let call = if args.stale_ms.is_some() || args.refresh_early {
+        let ret = return_type(func);
+        quote! {
+            #p::cached::<#ret, _, _>(&__CACHEKIT_SITE, __cachekit_key, __cachekit_tags, __cachekit_output, #p::Hooks::NONE, #p::Owned(move || async move #block)).await
+        }
+    } else {
+        quote!(#engine(&__CACHEKIT_SITE, __cachekit_key, __cachekit_tags, __cachekit_output, async move #block).await)
+    };
     let main = quote! {
         #(#attrs)*
         #vis #sig {
@@ -499,7 +509,7 @@ fn expand_cached(func: &ItemFn, args: &CachedArgs, params: &Params) -> TokenStre
             let __cachekit_key: #p::String = #key;
             let __cachekit_tags: #p::Vec<#p::String> = #p::Vec::from([#(#tags),*]);
             let __cachekit_output = #output;
-            #engine(&__CACHEKIT_SITE, __cachekit_key, __cachekit_tags, __cachekit_output, async move #block).await
+            #call
         }
     };
     if !args.companions || !params.simple {
@@ -615,6 +625,7 @@ pub(crate) fn invalidate(args: TokenStream, item: TokenStream) -> TokenStream {
             keys: #p::Vec::from([#(#keys),*]),
             tags: #p::Vec::from([#(#tags),*]),
             namespaces: &[#(#namespaces),*],
+            ..::core::default::Default::default()
         };
     };
     let body = if args.before {

@@ -216,8 +216,8 @@ async fn read<K: Clone + Eq + Hash, V: CacheValue>(
 enum BatchFence {
     /// A lease marker this call put at the key.
     Marker(Bytes),
-    /// In process: a stamp of the embedded store.
-    Stamp(crate::fence::Stamp),
+    /// In process: a registered stamp of the embedded store.
+    Ticket(crate::fence::Ticket),
     /// The marker could not be put (another caller's, or the store
     /// failed): the value is returned, not stored.
     None,
@@ -233,7 +233,7 @@ async fn fence<K: Eq + Hash>(
     if let Some(memory) = &stack.memory {
         return keys
             .into_iter()
-            .map(|k| (k.clone(), BatchFence::Stamp(memory.stamp(k))))
+            .map(|k| (k.clone(), BatchFence::Ticket(memory.begin(k, &[]))))
             .collect();
     }
     let lease_ttl = stack.lease_ttl(p.lock);
@@ -278,9 +278,9 @@ async fn store<K: Eq + Hash, M: BatchMap<K>>(
         let swap = Swap::set(raw, p.ttl);
         let stored = match fences.get(key) {
             Some(BatchFence::Marker(marker)) => stack.store.compare_and_swap(key, marker, swap).await,
-            Some(BatchFence::Stamp(stamp)) => {
+            Some(BatchFence::Ticket(ticket)) => {
                 let Swap::Set { value, ttl, .. } = swap else { unreachable!() };
-                stack.memory.as_ref().map_or(Ok(false), |m| m.put_bytes(key, value, ttl, *stamp))
+                stack.memory.as_ref().map_or(Ok(false), |m| m.put_bytes(key, value, ttl, ticket.stamp))
             }
             _ => Ok(false),
         };

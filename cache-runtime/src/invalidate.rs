@@ -94,9 +94,9 @@ pub(crate) async fn invalidate_tag_in(
     key::validate_key("tag", tag)?;
     let tag_key = stack.layout.tag_key(tag);
     // In process, a computation under way is listed in the tag only once it
-    // stores: void every one (a tag names keys this process cannot list).
+    // stores: void the ones registered under it.
     if let Some(memory) = &stack.memory {
-        memory.fence_all();
+        memory.void_tagged(&tag_key);
     }
     let members = stack.store.members(&tag_key).await?;
     let mut deleted = 0;

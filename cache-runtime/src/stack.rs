@@ -158,12 +158,7 @@ impl Stack {
     /// An isolated (test) cache: tokio's clock, a fault layer under the
     /// resilience layer, counters of its own.
     pub(crate) fn build_isolated(config: Config, clock: Clock) -> Result<Arc<Stack>> {
-        let faults = Arc::new(FaultState::default());
-        let mut stack = Self::build_with(config, clock, Some(faults.clone()))?;
-        let inner = Arc::get_mut(&mut stack).expect("just built");
-        inner.faults = Some(faults);
-        inner.private_counters = Some(Mutex::new(HashMap::new()));
-        Ok(stack)
+        Self::build_with(config, clock, Some(Arc::new(FaultState::default())))
     }
 
     fn build_with(
@@ -189,7 +184,7 @@ impl Stack {
             BackendConfig::Memory => {
                 let memory = Arc::new(MemoryStore::with_clock(config.memory_max_bytes, clock));
                 let store = faulty(memory.clone());
-                return Ok(Self::assemble(config, store, Some(memory), None, clock));
+                return Ok(Self::assemble(config, store, Some(memory), None, clock, faults));
             }
             BackendConfig::Redis(url) => {
                 let redis = Arc::new(RedisStore::new(url, config.tls_ca.as_deref(), tuning)?);
@@ -206,7 +201,7 @@ impl Stack {
             }
             BackendConfig::Custom(store) => (faulty(store.clone()), None),
         };
-        Ok(Self::remote(config, store, nodes, clock))
+        Ok(Self::remote(config, store, nodes, clock, faults))
     }
 
     /// A stack over a shared store: resilience around it, a tier in front
@@ -216,6 +211,7 @@ impl Stack {
         store: Arc<dyn Store>,
         nodes: Option<Nodes>,
         clock: Clock,
+        faults: Option<Arc<FaultState>>,
     ) -> Arc<Stack> {
         let breaker = Arc::new(Breaker::new(config.breaker));
         let store: Arc<dyn Store> = Arc::new(Layered {
@@ -239,7 +235,7 @@ impl Stack {
             clock,
             false,
         ));
-        let mut stack = Self::assemble(config, store, None, Some(tier), clock);
+        let mut stack = Self::assemble(config, store, None, Some(tier), clock, faults);
         let inner = Arc::get_mut(&mut stack).expect("just built");
         inner.breaker = Some(breaker);
         inner.bus = bus;
@@ -254,6 +250,7 @@ impl Stack {
         memory: Option<Arc<MemoryStore>>,
         tier: Option<Arc<Tier>>,
         clock: Clock,
+        faults: Option<Arc<FaultState>>,
     ) -> Arc<Stack> {
         let layout = Layout::new(config.key_prefix.as_deref());
         let off = (!config.enabled).then_some(Off::Disabled);
@@ -269,8 +266,8 @@ impl Stack {
             clock,
             tasks: Tasks::default(),
             off,
-            faults: None,
-            private_counters: None,
+            private_counters: faults.as_ref().map(|_| Mutex::new(HashMap::new())),
+            faults,
             hearing: AtomicBool::new(true),
             generations: Generations::default(),
             process: RwLock::new(HashMap::new()),
@@ -283,7 +280,7 @@ impl Stack {
     pub(crate) fn broken(error: Error) -> Arc<Stack> {
         let config = Config::memory();
         let memory = Arc::new(MemoryStore::new(1 << 20));
-        let mut stack = Self::assemble(config, memory, None, None, Clock::System);
+        let mut stack = Self::assemble(config, memory, None, None, Clock::System, None);
         Arc::get_mut(&mut stack).expect("just built").off = Some(Off::Broken(error));
         stack
     }
@@ -469,9 +466,6 @@ impl Stack {
             .await?;
         let value = u64::try_from(value)
             .map_err(|_| Error::Backend(format!("generation of `{ns}` is negative")))?;
-        if let Some(memory) = &self.memory {
-            memory.fence_all();
-        }
         self.announce(Event::Generation {
             namespace: ns.to_owned(),
             generation: value,

@@ -604,23 +604,21 @@ async fn stale_value(id: u64) -> u32 {
 pub async fn stale_values_are_served_while_one_caller_refreshes(_: &Ctx) {
     assert_eq!(stale_value(1).await, 1001);
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    // Past the TTL: every caller but one gets the old value at once, while
-    // exactly one refresh runs.
+    // Past the TTL: every caller, the one that triggers the refresh
+    // included, gets the old value at once, while one refresh runs in the
+    // background.
     let started = std::time::Instant::now();
     let calls: Vec<_> = (0..50).map(|_| tokio::spawn(stale_value(1))).collect();
-    let mut old = 0;
-    let mut new = 0;
     for call in calls {
-        match call.await.unwrap() {
-            1001 => old += 1,
-            2001 => new += 1,
-            other => panic!("unexpected value {other}"),
-        }
+        assert_eq!(call.await.unwrap(), 1001, "the stale value, at hit latency");
     }
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "no caller waited for the 300 ms refresh: {:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(STALE_RUNS.load(Ordering::SeqCst), 2, "exactly one refresh");
-    assert_eq!(new, 1, "the refreshing caller gets the new value");
-    assert_eq!(old, 49, "everyone else gets the stale value");
-    assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(stale_value(1).await, 2001, "the refreshed value is stored");
 }
 
@@ -642,6 +640,8 @@ pub async fn early_refresh_recomputes_before_expiry(_: &Ctx) {
     for _ in 0..20 {
         early_value(1).await;
     }
+    // The refresh runs in the background: give it its 30 ms.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
         EARLY_RUNS.load(Ordering::SeqCst) >= 2,
         "recomputed ahead of expiry"
@@ -756,11 +756,19 @@ async fn doc_compressed(id: u64) -> Doc {
     doc(id)
 }
 
-pub async fn codecs_round_trip_and_a_codec_change_is_a_miss(_: &Ctx) {
+pub async fn codecs_round_trip_and_a_codec_change_is_a_miss(ctx: &Ctx) {
     assert_eq!(doc_compressed(1).await, doc(1));
     assert_eq!(doc_compressed(1).await, doc(1));
     assert_eq!(count("codec-lz4"), 1, "compressed MessagePack round-trips");
     assert_eq!(doc_json(2).await, doc(2));
+    if !ctx.shared || ctx.name.contains("tiered") {
+        // The embedded store and the tier keep decoded values: no codec is
+        // involved, and the same key read by a function of the same type is
+        // a hit (of the right value).
+        assert_eq!(doc_msgpack(2).await, doc(2));
+        assert_eq!(doc_json(2).await, doc(2));
+        return;
+    }
     // The same key read with another codec: a miss, recomputed, never garbage.
     let before = cachekit::stats().decode_failures;
     assert_eq!(doc_msgpack(2).await, doc(2));
@@ -788,11 +796,23 @@ async fn tier_value(id: u64) -> u32 {
 
 pub async fn local_entries_follow_this_process_writes(ctx: &Ctx) {
     let v1 = tier_value(1).await;
-    assert_eq!(tier_value(1).await, v1);
-    let local_hits = cachekit::stats().function("tier_value").unwrap().local_hits;
     if ctx.shared {
-        assert!(local_hits >= 1, "served from the in-process tier");
+        // Its own write's tracking message evicts the copy the miss kept;
+        // the next read keeps it again, and then it serves.
+        let served = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                assert_eq!(tier_value(1).await, v1);
+                let stats = cachekit::stats();
+                if stats.function("tier_value").unwrap().local_hits >= 1 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(served.is_ok(), "never served from the in-process tier");
     }
+    assert_eq!(tier_value(1).await, v1);
     // Every kind of invalidation made here reaches this process's tier.
     cachekit::invalidate_tag("tier-tag").await.unwrap();
     let v2 = tier_value(1).await;

@@ -32,6 +32,16 @@ impl Ctx {
         READY
             .get_or_init(|| async {
                 cachekit::init((self.config)()).await.expect("init");
+                if self.shared {
+                    // The bus hears (tracking is on) before tests start.
+                    let hearing = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+                        while !cachekit::health().await.coherent {
+                            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        }
+                    })
+                    .await;
+                    assert!(hearing.is_ok(), "{}: the event bus never came up", self.name);
+                }
             })
             .await;
     }

@@ -100,6 +100,19 @@ where
     }
 }
 
+/// Reads the entry of `call` where it is kept, past the tier: what a
+/// computation that replaces it fences with.
+pub(crate) async fn lookup_store<R, O, S>(call: &Call<O::Value, O, S>) -> Looked<O::Value>
+where
+    O: Output<R>,
+    S: Storage<O::Value>,
+{
+    match &call.place {
+        Place::Remote(_) => remote(call, None).await,
+        _ => lookup(call).await,
+    }
+}
+
 /// Reads the shared store, keeping what it finds in the tier.
 async fn remote<R, O, S>(
     call: &Call<O::Value, O, S>,

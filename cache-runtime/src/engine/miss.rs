@@ -147,7 +147,8 @@ where
 {
     let looked = match looked {
         Some(looked) => looked,
-        None => lookup(call).await,
+        // A forced refresh fences with what the store holds, not the tier.
+        None => super::lookup::lookup_store(call).await,
     };
     let fallback = match looked.state {
         State::Expired | State::Stale if !forced => looked.value.clone(),
@@ -388,6 +389,7 @@ where
 {
     let stamp = match fence {
         Fence::Stamp(stamp) => Some(*stamp),
+        Fence::Ticket(ticket) => Some(ticket.stamp),
         Fence::Unfenced => return false,
         Fence::Bytes(_) => None,
     };
@@ -503,7 +505,10 @@ where
     S: Storage<O::Value>,
 {
     match &call.place {
-        Place::Memory(memory) => return Ok((Fence::Stamp(memory.stamp(&call.full)), None)),
+        Place::Memory(memory) => {
+            let ticket = memory.begin(&call.full, &tag_keys(call));
+            return Ok((Fence::Ticket(Arc::new(ticket)), None));
+        }
         Place::Process(map) => return Ok((Fence::Stamp(map.stamp(&call.full)), None)),
         Place::Remote(_) => {}
     }
@@ -551,6 +556,15 @@ where
             },
         }
     }
+}
+
+/// The store keys of a call's tags.
+fn tag_keys<R, O: Output<R>, S>(call: &Call<O::Value, O, S>) -> Vec<String> {
+    call.p
+        .tags
+        .iter()
+        .map(|t| call.stack.layout.tag_key(t))
+        .collect()
 }
 
 /// A lease marker this process put at a key: renewed while the

@@ -104,7 +104,10 @@ where
     S: Storage<O::Value>,
 {
     match &call.place {
-        Place::Memory(memory) => Some(Fence::Stamp(memory.stamp(&call.full))),
+        Place::Memory(memory) => {
+            let tags: Vec<String> = call.p.tags.iter().map(|t| call.stack.layout.tag_key(t)).collect();
+            Some(Fence::Ticket(std::sync::Arc::new(memory.begin(&call.full, &tags))))
+        }
         Place::Process(map) => Some(Fence::Stamp(map.stamp(&call.full))),
         Place::Remote(_) => {
             let raw = call.stack.store.get(&call.full).await.ok()??;

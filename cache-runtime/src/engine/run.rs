@@ -14,7 +14,7 @@ use super::{Computation, Hooks, Output, Refresh, Scope, Site, Storage};
 use crate::bus::Event;
 use crate::codec::{Format, Times};
 use crate::error::Result;
-use crate::fence::Stamp;
+use crate::fence::{Stamp, Ticket};
 use crate::global::current;
 use crate::local::{LocalMap, Tier};
 use crate::stack::{Off, Stack};
@@ -143,6 +143,8 @@ pub(crate) enum Fence {
     Bytes(Bytes),
     /// An in-process map: a stamp of its versions.
     Stamp(Stamp),
+    /// The embedded store: a registered stamp (see `fence`).
+    Ticket(Arc<Ticket>),
     /// Nothing to fence with (the store failed): do not store.
     Unfenced,
 }

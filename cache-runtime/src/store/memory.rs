@@ -22,7 +22,7 @@ use moka::sync::Cache as Moka;
 use super::{BoxFuture, KeyTtl, Store, Swap, Write};
 use crate::clock::{Clock, millis};
 use crate::error::{Error, Result};
-use crate::fence::{Fence, Stamp};
+use crate::fence::{Fence, Stamp, Ticket};
 use crate::key::glob_match;
 use crate::local::Held;
 
@@ -277,9 +277,11 @@ impl MemoryStore {
         }
     }
 
-    /// A stamp for a computation of `key` about to start.
-    pub(crate) fn stamp(&self, key: &str) -> Stamp {
-        self.fence.stamp(key)
+    /// Registers a computation of `key`, listed under the tag keys `tags`,
+    /// about to start: an invalidation of `key` (by key, pattern or tag)
+    /// from now on voids its store.
+    pub(crate) fn begin(&self, key: &str, tags: &[String]) -> Ticket {
+        self.fence.begin(key, tags)
     }
 
     /// Stores a decoded value for `ttl`, listed in `member_of`, unless an
@@ -343,10 +345,10 @@ impl MemoryStore {
         self.put_fenced(key, Value::Bytes(value), ttl, &[], stamp)
     }
 
-    /// Voids every computation under way (a tag or namespace invalidation,
-    /// whose keys are not all known).
-    pub(crate) fn fence_all(&self) {
-        self.fence.bump_all();
+    /// Voids the computations under way of entries listed under the tag
+    /// `tag_key` (they are listed only once they store).
+    pub(crate) fn void_tagged(&self, tag_key: &str) {
+        self.fence.void_tagged(tag_key);
     }
 }
 
@@ -602,11 +604,11 @@ impl Store for MemoryStore {
 
     fn delete_matching<'a>(&'a self, pattern: &'a str) -> BoxFuture<'a, Result<u64>> {
         Box::pin(async move {
-            self.fence.bump_all();
+            self.fence.void_matching(pattern);
             let mut deleted = 0;
             // moka's iterator is weakly consistent: keys inserted meanwhile may
-            // or may not be seen, like SCAN (and the fence voids their
-            // computations).
+            // or may not be seen, like SCAN (and the fence voided the
+            // computations that would insert them).
             let matching: Vec<Arc<String>> = self
                 .map
                 .iter()

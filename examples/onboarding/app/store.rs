@@ -176,7 +176,7 @@ fn decode<T: DeserializeOwned>(value: Value, what: &str) -> Result<T, ApiError> 
 async fn load(id: Uuid) -> Result<(Metadata, Progress), ApiError> {
     let keys = SessionKeys::new(id);
     let mut found = ONBOARDING
-        .get_many::<Value, _>(&[keys.metadata(), keys.progress()])
+        .get_many::<Value>(&[keys.metadata(), keys.progress()])
         .await?
         .into_iter();
     let (Some(Some(meta)), Some(progress)) = (found.next(), found.next()) else {
@@ -250,7 +250,7 @@ pub async fn save_step(
 pub async fn step(id: Uuid, step: u8) -> Result<StepView, ApiError> {
     let keys = SessionKeys::new(id);
     let mut found = ONBOARDING
-        .get_many::<Value, _>(&[keys.metadata(), keys.step(step)])
+        .get_many::<Value>(&[keys.metadata(), keys.step(step)])
         .await?
         .into_iter();
     let (Some(Some(meta)), Some(record)) = (found.next(), found.next()) else {
@@ -282,7 +282,7 @@ pub async fn summary(id: Uuid) -> Result<Summary, ApiError> {
     let keys = SessionKeys::new(id);
     let mut all = vec![keys.metadata(), keys.progress()];
     all.extend(keys.steps());
-    let mut found = ONBOARDING.get_many::<Value, _>(&all).await?.into_iter();
+    let mut found = ONBOARDING.get_many::<Value>(&all).await?.into_iter();
     let (Some(Some(meta)), Some(progress)) = (found.next(), found.next()) else {
         return Err(ApiError::SessionNotFound(id));
     };
