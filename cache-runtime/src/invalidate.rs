@@ -15,6 +15,7 @@
 use std::sync::Arc;
 
 use crate::backend::Event;
+use crate::cached::{Site, invalidate_entry};
 use crate::error::{Error, Result};
 use crate::global::{Runtime, runtime};
 use crate::key;
@@ -45,8 +46,25 @@ pub(crate) async fn invalidate_pattern(
     pattern: &str,
     counters: &'static Counters,
 ) -> Result<u64> {
+    invalidate_pattern_in(rt, None, pattern, counters).await
+}
+
+/// [`invalidate_pattern`] inside namespace `ns` (at its current
+/// generation), or outside any namespace.
+async fn invalidate_pattern_in(
+    rt: &Arc<Runtime>,
+    ns: Option<&str>,
+    pattern: &str,
+    counters: &'static Counters,
+) -> Result<u64> {
     key::validate_key("pattern", pattern)?;
-    let full = rt.layout.pattern(None, pattern);
+    let full = match ns {
+        None => rt.layout.pattern(None, pattern),
+        Some(ns) => {
+            let segment = rt.namespace_segment(ns).await?;
+            rt.layout.pattern(Some(&segment), pattern)
+        }
+    };
     let deleted = rt.backend.delete_matching(&full).await?;
     counters.add(Count::Invalidation);
     tracing::debug!(pattern = %full, deleted, "pattern invalidated");
@@ -125,6 +143,25 @@ pub struct Targets {
     pub tags: Vec<String>,
     /// Namespaces to move to their next generation.
     pub namespaces: &'static [&'static str],
+    /// Entries of cached functions, named by a typed target
+    /// (`#[invalidate(get_hero(id))]`): each is deleted as its
+    /// `*_invalidate` companion deletes it, in its function's namespace.
+    pub entries: Vec<Entry>,
+    /// The namespace the `keys` are resolved in (`within = "heroes"`), at
+    /// its current generation; outside any namespace if `None`.
+    pub within: Option<&'static str>,
+}
+
+/// One cached function's entry for given arguments: its call site (policy,
+/// namespace, counters) and its rendered key. `#[cached]` generates a hidden
+/// function returning it, which typed `#[invalidate]` targets call.
+#[derive(Debug)]
+pub struct Entry {
+    /// The cached function's call site.
+    pub site: &'static Site,
+    /// The key its template renders for these arguments (without prefix or
+    /// namespace).
+    pub key: String,
 }
 
 /// Runs a `#[invalidate]`. Never fails: errors are logged and counted, so an
@@ -133,19 +170,36 @@ pub struct Targets {
     name = "cachekit.invalidate_targets",
     level = "debug",
     skip_all,
-    fields(function = counters.name(), keys = ?targets.keys, tags = ?targets.tags, namespaces = ?targets.namespaces)
+    fields(
+        function = counters.name(),
+        keys = ?targets.keys,
+        tags = ?targets.tags,
+        namespaces = ?targets.namespaces,
+        entries = targets.entries.len(),
+        within = targets.within,
+    )
 )]
 pub async fn invalidate_targets(counters: &'static Counters, targets: Targets) {
     let rt = runtime().await;
     let mut failures: Vec<(String, Error)> = Vec::new();
     for k in &targets.keys {
         let outcome = if is_pattern(k) {
-            invalidate_pattern(&rt, k, counters).await.map(drop)
+            invalidate_pattern_in(&rt, targets.within, k, counters)
+                .await
+                .map(drop)
         } else {
-            delete_key(&rt, k, counters).await
+            delete_key(&rt, targets.within, k, counters).await
         };
         if let Err(e) = outcome {
             failures.push((k.clone(), e));
+        }
+    }
+    // Counted once, on the cached function's counters (as its companion
+    // counts it), so that the totals count each deletion once.
+    for Entry { site, key } in targets.entries {
+        let target = format!("{} {key}", site.counters.name());
+        if let Err(e) = invalidate_entry(site, key).await {
+            failures.push((target, e));
         }
     }
     for tag in &targets.tags {
@@ -165,9 +219,14 @@ pub async fn invalidate_targets(counters: &'static Counters, targets: Targets) {
     }
 }
 
-async fn delete_key(rt: &Arc<Runtime>, k: &str, counters: &'static Counters) -> Result<()> {
+async fn delete_key(
+    rt: &Arc<Runtime>,
+    ns: Option<&str>,
+    k: &str,
+    counters: &'static Counters,
+) -> Result<()> {
     key::validate_key("key", k)?;
-    let full = rt.layout.data_key(None, k);
+    let full = rt.data_key(ns, k).await?;
     rt.backend.delete(std::slice::from_ref(&full)).await?;
     counters.add(Count::Invalidation);
     rt.publish(Event::Keys(vec![full])).await;

@@ -59,7 +59,7 @@ pub mod __private {
     pub use crate::codec::{Codec, Format};
     pub use crate::error::Error;
     pub use crate::invalidate::{
-        Targets, invalidate as invalidate_pattern_str, invalidate_targets,
+        Entry, Targets, invalidate as invalidate_pattern_str, invalidate_targets,
     };
     pub use crate::key::{CacheKey, KeyPart, KeyWriter};
     pub use crate::stats::{Counters, Scope};
