@@ -2,7 +2,7 @@
 //! `#[invalidate(...)]` and `#[cache_key(...)]`.
 //!
 //! Each option is a `syn::custom_keyword!`, declared once in an
-//! [`options!`] list that also names it in messages. An argument is parsed
+//! `options!` list that also names it in messages. An argument is parsed
 //! as `option = value` (or a bare value), then its value is interpreted on
 //! its own, so that every problem is reported in one compile, each at its
 //! own token.
