@@ -350,8 +350,10 @@
 //!
 //! For a function of many ids: each id has its own entry (the key must use
 //! the collection parameter), all are read in one round trip, and the body
-//! runs for the missing ids only. By hand, with [`Cache::get_many`] and
-//! [`Cache::set_many`]:
+//! runs for the missing ids only. A batch function has no companions (and
+//! so no typed `#[invalidate]` target): its entries are those of a
+//! function of one id with the same key template, or of the template
+//! itself. By hand, with [`Cache::get_many`] and [`Cache::set_many`]:
 //!
 //! ```
 //! use std::collections::HashMap;

@@ -84,10 +84,15 @@ pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
 /// # }
 /// ```
 ///
-/// A string target is a key template or a glob pattern, outside any
-/// namespace unless `within = "..."` names one. The arguments of typed
-/// targets are evaluated before the body runs: write `get_user(name.clone())`
-/// to keep a value the body consumes.
+/// Prefer that typed form. A string target is a key template or a glob
+/// pattern for keys built by hand, and it is resolved outside any
+/// namespace: it does not reach a namespaced entry unless
+/// `within = "..."` names the namespace.
+///
+/// The arguments of typed targets are evaluated before the body runs:
+/// write `get_user(name.clone())` to keep a value the body consumes. A
+/// method is named through its type (`Self::find(self, id)`), a function
+/// of another module by its path (`heroes::get_hero(id)`).
 #[proc_macro_attribute]
 pub fn invalidate(args: TokenStream, item: TokenStream) -> TokenStream {
     invalidate::expand(args.into(), item.into()).into()
