@@ -15,14 +15,15 @@
 //! #   Ok(User { id })
 //! }
 //!
-//! #[invalidate("user:{id}")]
+//! #[invalidate(get_user(id))]
 //! async fn save_user(id: u64, user: User) -> Result<(), DbError> {
-//!     // the write; on success, user:{id} is deleted
+//!     // the write; on success, get_user's entry for `id` is deleted
 //! #   let _ = user; Ok(())
 //! }
 //! # #[tokio::main] async fn main() {
 //! let user = get_user(7).await.unwrap(); // a miss: computes and stores `user:7`
 //! let again = get_user(7).await.unwrap(); // a hit
+//! save_user(7, again).await.unwrap(); // deletes `user:7`
 //! # }
 //! ```
 //!
@@ -54,39 +55,65 @@
 //! slices, and any `#[derive(CacheKey)]` type). Rendering is injective:
 //! values are escaped, so `pair("x:y", "z")` and `pair("x", "y:z")` never
 //! share a key, and a value such as `*` is plain data, never a wildcard.
-//! Without a template, the key is the function's path and all its arguments.
 //!
 //! With no namespace and no key prefix, `key = "user:{id}"` with `id = 7`
 //! is exactly `user:7` on the store, and the value is readable JSON.
 //!
-//! ## The options of `#[cached]`, and what each one means
+//! Without a template, the key is the function's path (for a method, its
+//! type's), then the function's type arguments (and the concrete types
+//! behind its `impl Trait` arguments), then all its arguments, so that
+//! `describe::<u32>(5)` and `describe::<&str>("5")` never share an entry.
+//! A template is the programmer's choice of key: on a generic function it
+//! holds only what it names, and instances whose placeholders render alike
+//! share an entry.
 //!
-//! Each option maps to the runtime; [`Cache::get_or_compute`] is the same
-//! engine for keys built at run time.
+//! ```
+//! use cachekit::{KeyPart, cached};
+//!
+//! #[cached(ttl = 60)]
+//! async fn describe<T: KeyPart + Sync>(value: T) -> String {
+//!     std::any::type_name::<T>().to_owned()
+//! }
+//! # fn main() {
+//! assert!(describe_key(5u32).ends_with("::describe:u32:5"));
+//! assert!(describe_key("5").ends_with("::describe:&str:5"));
+//! # }
+//! ```
+//!
+//! (Type names come from [`std::any::type_name`], which may change between
+//! compiler versions: a new compiler may start such entries afresh.)
+//!
+//! ## The options of `#[cached]`, each beside the code it stands for
 //!
 //! | option | meaning |
 //! |---|---|
-//! | `ttl = 5` / `ttl = "90s"` | time to live (`"500ms"`, `"5m"`, `"1h"`, `"1d"`); default `CACHE_DEFAULT_TTL` |
-//! | `key = "user:{id}"` | the key template |
-//! | `namespace = "heroes"` | keys live under `heroes:`, invalidated at once by [`invalidate_namespace`] |
-//! | `cache_none = false` | do not store `None` (it is stored by default: it is an answer) |
-//! | `tags = ["org:{org_id}"]` | record the entry under tags, for [`invalidate_tag`] |
-//! | `lock = true`, `lock_ttl = "5s"` | one computation across processes (a Redis lease) |
-//! | `refresh = "early"`, `beta = 1.0` | recompute probabilistically before expiry (XFetch) |
-//! | `stale = "30s"` | after the TTL, serve the old value while one caller refreshes |
-//! | `local = true` | keep hot entries in the in-process tier too |
-//! | `codec = "msgpack"`, `compress = true` | MessagePack, LZ4 above 1 KiB (features `msgpack`, `lz4`) |
-//! | `companions = false` | do not generate `name_key`, `name_refresh`, `name_invalidate` |
-//! | `crate = "path"` | where cachekit is, if renamed |
+//! | [`ttl = 5` / `ttl = "90s"`](#ttl) | time to live (`"500ms"`, `"5m"`, `"1h"`, `"1d"`); default `CACHE_DEFAULT_TTL` |
+//! | [`key = "user:{id}"`](#key) | the key template |
+//! | [`namespace = "heroes"`](#namespace) | keys live under `heroes:`, invalidated at once by [`invalidate_namespace`] |
+//! | [`cache_none = false`](#cache_none) | do not store `None` (it is stored by default: it is an answer) |
+//! | [`tags = ["org:{org_id}"]`](#tags) | record the entry under tags, for [`invalidate_tag`] |
+//! | [`lock = true`, `lock_ttl = "5s"`](#lock-and-lock_ttl) | one computation across processes (a Redis lease) |
+//! | [`refresh = "early"`, `beta = 1.0`](#refresh--early-and-beta) | recompute probabilistically before expiry (XFetch) |
+//! | [`stale = "30s"`](#stale) | after the TTL, serve the old value while one caller refreshes |
+//! | [`local = true`](#local) | keep hot entries in the in-process tier too |
+//! | [`codec = "msgpack"`, `compress = true`](#codec-and-compress) | MessagePack, LZ4 above 1 KiB (features `msgpack`, `lz4`) |
+//! | [`batch = ids`](#batch) | one entry per id of a collection parameter, one round trip for all |
+//! | [`companions = false`](#companions) | do not generate `name_key`, `name_refresh`, `name_invalidate` |
+//! | [`crate = "path"`](#crate) | where cachekit is, if renamed |
 //!
 //! `Result<T, E>` stores only `Ok`. Concurrent misses of one key share one
-//! computation.
+//! computation. [`Cache::get_or_compute`] is the same engine for keys built
+//! at run time.
+//!
+//! ### `ttl`
+//!
+//! How long an entry lives: seconds, or a string with a unit.
 //!
 //! ```
 //! use std::time::Duration;
 //! use cachekit::{Cache, cached};
 //!
-//! #[cached(ttl = 30, key = "report:{day}", namespace = "reports")]
+//! #[cached(ttl = 30, namespace = "reports", key = "report:{day}")]
 //! async fn report(day: u32) -> Vec<u64> {
 //!     vec![u64::from(day)]
 //! }
@@ -100,19 +127,277 @@
 //!         .expect("a valid key")
 //! }
 //! # #[tokio::main] async fn main() {
-//! assert_eq!(report(3).await, report_by_hand(3).await);
+//! assert_eq!(report(3).await, vec![3]);
+//! // One entry: the handle finds what the function stored, and its TTL.
+//! let ttl = REPORTS.ttl("report:3").await.unwrap().unwrap();
+//! assert!(ttl <= Duration::from_secs(30));
+//! assert_eq!(report_by_hand(3).await, vec![3]);
 //! # }
 //! ```
 //!
-//! ## Typed companions
+//! ### `key`
+//!
+//! The template: literal text as written, each value escaped by its
+//! [`KeyPart`]. The `name_key` companion renders it.
+//!
+//! ```
+//! use cachekit::cached;
+//!
+//! #[cached(ttl = 60, key = "greeting:{id}:{lang}")]
+//! async fn greeting(id: u64, lang: &str) -> String {
+//!     format!("hello {id} ({lang})")
+//! }
+//! # fn main() {
+//! // By hand: `key::render` writes one value as a key part.
+//! use cachekit::key::render;
+//! let by_hand = format!("greeting:{}:{}", render(&7u64), render("e:n"));
+//! assert_eq!(greeting_key(7, "e:n"), by_hand);
+//! assert_eq!(by_hand, "greeting:7:e%3An");
+//! # }
+//! ```
+//!
+//! ### `namespace`
+//!
+//! Keys live in a namespace, the one a [`Cache`] handle of that name reads,
+//! and [`invalidate_namespace`] drops all of them in one round trip.
+//!
+//! ```
+//! use std::time::Duration;
+//! use cachekit::{Cache, cached};
+//!
+//! #[cached(ttl = 60, namespace = "heroes", key = "hero:{id}")]
+//! async fn hero(id: u64) -> String {
+//!     format!("hero {id}")
+//! }
+//!
+//! static HEROES: Cache = Cache::new("heroes", Duration::from_secs(60));
+//! # #[tokio::main] async fn main() -> Result<(), cachekit::Error> {
+//! hero(7).await;
+//! assert_eq!(HEROES.get::<String>("hero:7").await?, Some("hero 7".to_owned()));
+//! cachekit::invalidate_namespace("heroes").await?;
+//! assert_eq!(HEROES.get::<String>("hero:7").await?, None);
+//! # Ok(()) }
+//! ```
+//!
+//! ### `cache_none`
+//!
+//! `None` is an answer and is stored; `cache_none = false` stores only
+//! `Some`.
+//!
+//! ```
+//! use std::time::Duration;
+//! use cachekit::{Cache, cached};
+//!
+//! #[cached(ttl = 60, namespace = "users", key = "user:{id}", cache_none = false)]
+//! async fn find_user(id: u64) -> Option<String> {
+//!     (id == 1).then(|| "ada".to_owned())
+//! }
+//!
+//! // The same, written by hand:
+//! static USERS: Cache = Cache::new("users", Duration::from_secs(60));
+//! async fn find_user_by_hand(id: u64) -> Option<String> {
+//!     let key = format!("user:{id}");
+//!     if let Ok(Some(user)) = USERS.get::<String>(&key).await {
+//!         return Some(user);
+//!     }
+//!     let user = (id == 1).then(|| "ada".to_owned());
+//!     if let Some(found) = &user {
+//!         let _ = USERS.set(&key, found).await; // a cache error is not the caller's
+//!     }
+//!     user
+//! }
+//! # #[tokio::main] async fn main() {
+//! assert_eq!(find_user(2).await, None);
+//! assert!(!USERS.exists("user:2").await.unwrap(), "None was not stored");
+//! assert_eq!(find_user_by_hand(1).await, Some("ada".to_owned()));
+//! assert_eq!(find_user(1).await, Some("ada".to_owned()));
+//! # }
+//! ```
+//!
+//! ### `tags`
+//!
+//! Each entry is recorded under its rendered tags, and [`invalidate_tag`]
+//! deletes the entries of a tag without scanning the keyspace.
+//!
+//! ```
+//! use cachekit::cached;
+//!
+//! #[cached(ttl = 60, key = "member:{org_id}:{id}", tags = ["org:{org_id}"])]
+//! async fn member(org_id: u64, id: u64) -> String {
+//!     format!("{org_id}/{id}")
+//! }
+//! # #[tokio::main] async fn main() -> Result<(), cachekit::Error> {
+//! member(42, 1).await;
+//! member(42, 2).await;
+//! member(7, 1).await;
+//! assert_eq!(cachekit::invalidate_tag("org:42").await?, 2);
+//! # Ok(()) }
+//! ```
+//!
+//! ### `lock` and `lock_ttl`
+//!
+//! On a miss, one process computes, under a lease of `lock_ttl` (default
+//! 5 s); the others wait for its value. By hand, with [`lock()`]:
+//!
+//! ```
+//! use std::time::Duration;
+//! use cachekit::{Cache, cached};
+//!
+//! #[cached(ttl = 600, namespace = "nightly", key = "report:{day}", lock = true, lock_ttl = "10s")]
+//! async fn nightly(day: u32) -> u64 {
+//!     u64::from(day) * 1_000 // minutes of work
+//! }
+//!
+//! static NIGHTLY: Cache = Cache::new("nightly", Duration::from_secs(600));
+//! async fn nightly_by_hand(day: u32) -> Result<u64, cachekit::Error> {
+//!     let key = format!("report:{day}");
+//!     if let Some(report) = NIGHTLY.get(&key).await? {
+//!         return Ok(report);
+//!     }
+//!     let _lease = cachekit::lock(&format!("nightly:{key}"), Duration::from_secs(10)).await?;
+//!     if let Some(report) = NIGHTLY.get(&key).await? {
+//!         return Ok(report); // another process computed it meanwhile
+//!     }
+//!     let report = u64::from(day) * 1_000;
+//!     NIGHTLY.set_with_ttl(&key, &report, Duration::from_secs(600)).await?;
+//!     Ok(report)
+//! }
+//! # #[tokio::main] async fn main() {
+//! assert_eq!(nightly(3).await, 3_000);
+//! assert_eq!(nightly_by_hand(3).await.unwrap(), 3_000);
+//! # }
+//! ```
+//!
+//! ### `refresh = "early"` and `beta`
+//!
+//! A hit may recompute ahead of expiry (XFetch): it does when
+//! `now - delta * beta * ln(rand) >= expiry`, `delta` being how long the
+//! last computation took, so that one caller refreshes a hot entry before
+//! it expires instead of all of them after. The policy is
+//! [`Refresh::Early`]; there is no shorter way to write it by hand.
+//!
+//! ```
+//! use cachekit::cached;
+//!
+//! #[cached(ttl = 60, key = "rates:{currency}", refresh = "early", beta = 1.5)]
+//! async fn rates(currency: &str) -> Vec<f64> {
+//!     vec![1.0, 1.1] // a slow upstream call
+//! }
+//! # #[tokio::main] async fn main() {
+//! assert_eq!(rates("EUR").await, vec![1.0, 1.1]);
+//! # }
+//! ```
+//!
+//! ### `stale`
+//!
+//! Past its TTL, an entry is served for `stale` more while one caller
+//! refreshes it; a computation that fails or times out falls back to it.
+//!
+//! ```
+//! use cachekit::cached;
+//!
+//! #[cached(ttl = 5, stale = "1m", key = "feed:{user}")]
+//! async fn feed(user: u64) -> Vec<u64> {
+//!     vec![user]
+//! }
+//! # #[tokio::main] async fn main() {
+//! assert_eq!(feed(1).await, vec![1]);
+//! # }
+//! ```
+//!
+//! ### `local`
+//!
+//! Entries are kept in the in-process tier as well (configured by
+//! [`Config::local_tier`]; [`LocalTierConfig::all`] does it for every
+//! function): a hit there is a lookup and a clone. The tier follows writes
+//! of this process and, on Redis, of the others.
+//!
+//! ```
+//! use cachekit::cached;
+//!
+//! #[cached(ttl = 60, key = "flags:{tenant}", local = true)]
+//! async fn flags(tenant: u64) -> Vec<String> {
+//!     vec![format!("beta-{tenant}")]
+//! }
+//! # #[tokio::main] async fn main() {
+//! assert_eq!(flags(1).await, vec!["beta-1".to_owned()]);
+//! # }
+//! ```
+//!
+//! ### `codec` and `compress`
+//!
+//! Values are JSON by default; `codec = "msgpack"` stores MessagePack, and
+//! `compress = true` (or a threshold in bytes) compresses payloads above
+//! 1 KiB with LZ4. By hand, the value's bytes are what [`Codec::encode`]
+//! makes of it:
+//!
+//! ```
+//! use cachekit::{Codec, cached};
+//!
+//! #[cached(ttl = 60, key = "doc:{id}", codec = "msgpack", compress = true)]
+//! async fn document(id: u64) -> Vec<String> {
+//!     vec!["lorem ipsum".repeat(200); id as usize]
+//! }
+//! # #[tokio::main] async fn main() {
+//! let json = Codec::Json.encode(&vec![1u8, 2, 3]).unwrap();
+//! let msgpack = Codec::MsgPack.encode(&vec![1u8, 2, 3]).unwrap();
+//! assert!(msgpack.len() < json.len());
+//! assert_eq!(document(2).await.len(), 2);
+//! # }
+//! ```
+//!
+//! ### `batch`
+//!
+//! For a function of many ids: each id has its own entry (the key must use
+//! the collection parameter), all are read in one round trip, and the body
+//! runs for the missing ids only. A batch function has no companions (and
+//! so no typed `#[invalidate]` target): its entries are those of a
+//! function of one id with the same key template, or of the template
+//! itself. By hand, with [`Cache::get_many`] and [`Cache::set_many`]:
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use std::time::Duration;
+//! use cachekit::{Cache, cached};
+//!
+//! #[cached(ttl = 60, namespace = "names", key = "name:{ids}", batch = ids)]
+//! async fn names(ids: Vec<u64>) -> HashMap<u64, String> {
+//!     ids.into_iter().map(|id| (id, format!("user {id}"))).collect()
+//! }
+//!
+//! static NAMES: Cache = Cache::new("names", Duration::from_secs(60));
+//! async fn names_by_hand(ids: Vec<u64>) -> Result<HashMap<u64, String>, cachekit::Error> {
+//!     let keys: Vec<String> = ids.iter().map(|id| format!("name:{id}")).collect();
+//!     let found: Vec<Option<String>> = NAMES.get_many(&keys).await?;
+//!     let mut out = HashMap::new();
+//!     let mut missing = Vec::new();
+//!     for (id, value) in ids.into_iter().zip(found) {
+//!         match value {
+//!             Some(name) => drop(out.insert(id, name)),
+//!             None => missing.push(id),
+//!         }
+//!     }
+//!     let computed: Vec<(String, String)> =
+//!         missing.iter().map(|id| (format!("name:{id}"), format!("user {id}"))).collect();
+//!     NAMES.set_many(&computed).await?;
+//!     out.extend(missing.into_iter().zip(computed.into_iter().map(|(_, name)| name)));
+//!     Ok(out)
+//! }
+//! # #[tokio::main] async fn main() {
+//! assert_eq!(names(vec![1, 2]).await[&2], "user 2");
+//! assert_eq!(names_by_hand(vec![2, 3]).await.unwrap()[&2], "user 2");
+//! # }
+//! ```
+//!
+//! ### `companions`
 //!
 //! For each cached function `name`, three companions take the same
 //! arguments: `name_key(...) -> String` renders its key (as the template
 //! does, without prefix or namespace), `name_refresh(...)` recomputes and
 //! stores whatever is cached, and `name_invalidate(...)` deletes the entry.
 //! For a method they are methods (`repo.find_key(7)`); for a free function,
-//! functions beside it. They cannot be added to a trait implementation:
-//! write `companions = false` there.
+//! functions beside it. A hidden entry beside them is what typed
+//! `#[invalidate]` targets call.
 //!
 //! ```
 //! # use cachekit::cached;
@@ -127,6 +412,49 @@
 //! # }
 //! ```
 //!
+//! A trait impl holds only the trait's items, so a cached method there
+//! needs `companions = false`; without it, the error says so. An associated
+//! function without `self` is taken for a free function unless its
+//! signature names `Self`: write `companions = false` on one that does not.
+//!
+//! ```
+//! use cachekit::cached;
+//!
+//! trait Store {
+//!     async fn find(&self, id: u64) -> String;
+//! }
+//!
+//! struct Heroes;
+//!
+//! impl Store for Heroes {
+//!     #[cached(ttl = 60, key = "hero:{id}", companions = false)]
+//!     async fn find(&self, id: u64) -> String {
+//!         format!("hero {id}")
+//!     }
+//! }
+//! # #[tokio::main] async fn main() {
+//! assert_eq!(Heroes.find(1).await, "hero 1");
+//! # }
+//! ```
+//!
+//! ### `crate`
+//!
+//! Generated code reaches cachekit by `::cachekit`; under another name,
+//! say where it is.
+//!
+//! ```
+//! use cachekit as caching;
+//! use caching::cached;
+//!
+//! #[cached(ttl = 60, key = "n:{n}", crate = "caching")]
+//! async fn double(n: u64) -> u64 {
+//!     n * 2
+//! }
+//! # #[tokio::main] async fn main() {
+//! assert_eq!(double(2).await, 4);
+//! # }
+//! ```
+//!
 //! ## Invalidation
 //!
 //! * [`invalidate()`]`("users:page:*")`: a glob pattern (`SCAN` + `UNLINK`
@@ -136,6 +464,151 @@
 //!   trip (its generation moves on);
 //! * `#[invalidate(...)]` does any of these after a write succeeds (or
 //!   `before = true`), never turning a successful write into a failure.
+//!
+//! ### Typed targets: name the cached function
+//!
+//! A target written as a call, `#[invalidate(get_hero(id))]`, names the
+//! cached function's entry for those arguments, with its namespace, key
+//! prefix and template: it deletes exactly what `get_hero_invalidate(id)`
+//! deletes. The compiler resolves it, so a wrong name or wrong arguments
+//! do not compile. This is the form to prefer.
+//!
+//! ```
+//! use cachekit::{cached, invalidate};
+//!
+//! #[cached(ttl = 60, namespace = "heroes", key = "hero:{id}")]
+//! async fn get_hero(id: u64) -> String {
+//!     format!("hero {id}")
+//! }
+//!
+//! #[invalidate(get_hero(id))]
+//! async fn rename_hero(id: u64, name: String) -> Result<(), String> {
+//!     let _ = name; // the write
+//!     Ok(())
+//! }
+//!
+//! // The same, written by hand:
+//! async fn rename_hero_by_hand(id: u64, name: String) -> Result<(), String> {
+//!     let _ = name;
+//!     get_hero_invalidate(id).await.ok(); // an invalidation error is logged, not returned
+//!     Ok(())
+//! }
+//! # #[tokio::main] async fn main() {
+//! # get_hero(1).await;
+//! rename_hero(1, "Ada".into()).await.unwrap();
+//! rename_hero_by_hand(1, "Ada".into()).await.unwrap();
+//! # }
+//! ```
+//!
+//! The arguments are Rust expressions, evaluated before the body runs; the
+//! body may consume what they borrow or move, so write
+//! `get_user(name.clone())` to keep using `name`. A method is named through
+//! its type: `#[invalidate(Self::find(self, id))]`, `Repo::find(&repo, id)`;
+//! a function of another module by its path, `heroes::get_hero(id)`. The
+//! function needs its companions (`companions = false`, as in a trait impl,
+//! leaves it no entry to name).
+//!
+//! ```
+//! use cachekit::{cached, invalidate};
+//!
+//! struct Repo {
+//!     region: String,
+//! }
+//!
+//! impl Repo {
+//!     #[cached(ttl = 60, namespace = "repo", key = "{self.region}:{id}")]
+//!     async fn find(&self, id: u64) -> String {
+//!         format!("{}/{id}", self.region)
+//!     }
+//!
+//!     #[invalidate(Self::find(self, id))]
+//!     async fn save(&self, id: u64) {
+//!         let _ = id; // the write
+//!     }
+//! }
+//! # #[tokio::main] async fn main() {
+//! let repo = Repo { region: "eu".into() };
+//! repo.find(1).await;
+//! repo.save(1).await;
+//! # }
+//! ```
+//!
+//! ### Key templates and patterns: keys built by hand
+//!
+//! A string target is a key template (`"user:{id}"`: one key) or a glob
+//! pattern (`"users:page:*"`, `?` for one character), rendered as keys are.
+//! It is resolved outside any namespace: **a string template does not reach
+//! into a namespace** unless `within = "..."` names it. So beside
+//! `#[cached(namespace = "villains", key = "villain:{id}")]`,
+//! `"villain:{id}"` alone deletes nothing of it; `within = "villains"` (or
+//! the typed target) does.
+//!
+//! ```
+//! use std::time::Duration;
+//! use cachekit::{Cache, cached, invalidate};
+//!
+//! #[cached(ttl = 60, namespace = "villains", key = "villain:{id}")]
+//! async fn get_villain(id: u64) -> String {
+//!     format!("villain {id}")
+//! }
+//!
+//! #[invalidate("villain:{id}", within = "villains")]
+//! async fn save_villain(id: u64) {
+//!     let _ = id;
+//! }
+//!
+//! // The same, written by hand:
+//! static VILLAINS: Cache = Cache::new("villains", Duration::from_secs(60));
+//! async fn save_villain_by_hand(id: u64) {
+//!     VILLAINS.delete(&format!("villain:{}", cachekit::key::render(&id))).await.ok();
+//! }
+//! # #[tokio::main] async fn main() {
+//! get_villain(1).await;
+//! save_villain(1).await;
+//! assert!(!VILLAINS.exists("villain:1").await.unwrap());
+//! get_villain(1).await;
+//! save_villain_by_hand(1).await;
+//! assert!(!VILLAINS.exists("villain:1").await.unwrap());
+//! # }
+//! ```
+//!
+//! A pattern `within` a namespace matches the keys of its current
+//! generation, as `#[invalidate("villain:*", within = "villains")]`. Outside
+//! namespaces, a template is [`invalidate()`] of its rendering:
+//! `#[invalidate("users:page:*")]` runs `cachekit::invalidate("users:page:*")`.
+//!
+//! ### `tags`, `namespace`, `before` and `crate`
+//!
+//! `tags = ["org:{org_id}"]` runs [`invalidate_tag`] on each rendered tag,
+//! `namespace = "heroes"` runs [`invalidate_namespace`], and
+//! `before = true` invalidates before the body instead of after its
+//! success. `crate` is as for `#[cached]`.
+//!
+//! ```
+//! use cachekit::{cached, invalidate};
+//!
+//! #[cached(ttl = 60, key = "team-member:{org_id}:{id}", tags = ["org:{org_id}"])]
+//! async fn team_member(org_id: u64, id: u64) -> String {
+//!     format!("{org_id}/{id}")
+//! }
+//!
+//! #[invalidate(tags = ["org:{org_id}"], before = true)]
+//! async fn reorganize(org_id: u64) -> Result<(), String> {
+//!     // By hand: `cachekit::invalidate_tag(&format!("org:{org_id}")).await`, then the body.
+//!     let _ = org_id;
+//!     Ok(())
+//! }
+//! # #[tokio::main] async fn main() {
+//! team_member(43, 1).await;
+//! reorganize(43).await.unwrap();
+//! assert_eq!(cachekit::invalidate_tag("org:43").await.unwrap(), 0, "already gone");
+//! # }
+//! ```
+//!
+//! ### Typed keys
+//!
+//! `#[derive(CacheKey)]` makes a struct a key part with its own template,
+//! and gives it a pattern builder whose unset fields match anything.
 //!
 //! ```
 //! use cachekit::{CacheKey, cached};

@@ -156,9 +156,12 @@ pub struct Targets {
     pub tags: Vec<String>,
     /// Namespaces to move to their next generation.
     pub namespaces: &'static [&'static str],
-    /// Entries of cached functions, named by a typed target.
+    /// Entries of cached functions, named by a typed target
+    /// (`#[invalidate(get_hero(id))]`): each is deleted as its
+    /// `*_invalidate` companion deletes it, in its function's namespace.
     pub entries: Vec<Entry>,
-    /// The namespace the key templates are in (`within = "..."`).
+    /// The namespace the `keys` are resolved in (`within = "heroes"`), at
+    /// its current generation; outside any namespace if `None`.
     pub within: Option<&'static str>,
 }
 
@@ -168,7 +171,14 @@ pub struct Targets {
     name = "cachekit.invalidate_targets",
     level = "debug",
     skip_all,
-    fields(function = counters.name(), keys = ?targets.keys, tags = ?targets.tags, namespaces = ?targets.namespaces)
+    fields(
+        function = counters.name(),
+        keys = ?targets.keys,
+        tags = ?targets.tags,
+        namespaces = ?targets.namespaces,
+        entries = targets.entries.len(),
+        within = targets.within,
+    )
 )]
 pub async fn invalidate_targets(counters: &'static Counters, targets: Targets) {
     let stack = current().await;
@@ -191,7 +201,8 @@ pub async fn invalidate_targets(counters: &'static Counters, targets: Targets) {
     }
     for entry in &targets.entries {
         match crate::engine::delete_entry(&stack, entry.site, &entry.key).await {
-            Ok(_) => counters.add(Count::Invalidation),
+            // Counted on the invalidated function's counters.
+            Ok(_) => stack.counters(&entry.site.counters).add(Count::Invalidation),
             Err(e) => failures.push((format!("{} {}", entry.site.name(), entry.key), e)),
         }
     }

@@ -825,3 +825,140 @@ pub async fn local_entries_follow_this_process_writes(ctx: &Ctx) {
     assert_ne!(v4, v3, "companion invalidation");
     assert_eq!(tier_value(1).await, v4);
 }
+
+#[cached(ttl = 60, namespace = "typed", key = "hero:{tag}:{id}")]
+async fn typed_hero(tag: &str, id: u64) -> u32 {
+    bump(tag);
+    count(tag)
+}
+
+#[invalidate(typed_hero(tag, id))]
+async fn save_typed_hero(tag: &str, id: u64) -> Result<(), String> {
+    let _ = (tag, id);
+    Ok(())
+}
+
+#[invalidate("hero:{tag}:{id}", within = "typed")]
+async fn save_typed_hero_by_template(tag: &str, id: u64) {
+    let _ = (tag, id);
+}
+
+#[invalidate("hero:{tag}:*", within = "typed")]
+async fn drop_typed_heroes(tag: &str) {
+    let _ = tag;
+}
+
+/// The template alone: outside any namespace, so it reaches nothing here.
+#[invalidate("hero:{tag}:{id}")]
+async fn save_typed_hero_outside(tag: &str, id: u64) {
+    let _ = (tag, id);
+}
+
+pub struct HeroRepo {
+    pub tag: String,
+}
+
+impl HeroRepo {
+    #[cached(ttl = 60, namespace = "typed", key = "repo:{self.tag}:{id}")]
+    pub async fn find(&self, id: u64) -> u32 {
+        bump(&self.tag);
+        count(&self.tag)
+    }
+
+    #[invalidate(Self::find(self, id))]
+    pub async fn save(&self, id: u64) -> Result<(), String> {
+        let _ = id;
+        Ok(())
+    }
+
+    #[invalidate("repo:{self.tag}:{id}", within = "typed")]
+    pub async fn save_by_template(&self, id: u64) {
+        let _ = id;
+    }
+}
+
+pub async fn typed_invalidation_reaches_namespaced_entries(_: &Ctx) {
+    let tag = crate::common::unique("typed");
+    assert_eq!(typed_hero(&tag, 1).await, 1);
+    assert_eq!(typed_hero(&tag, 1).await, 1, "a hit");
+    save_typed_hero_outside(&tag, 1).await;
+    assert_eq!(
+        typed_hero(&tag, 1).await,
+        1,
+        "a template without `within` stays outside the namespace"
+    );
+    save_typed_hero(&tag, 1).await.unwrap();
+    assert_eq!(typed_hero(&tag, 1).await, 2, "the typed target reached it");
+    save_typed_hero_by_template(&tag, 1).await;
+    assert_eq!(typed_hero(&tag, 1).await, 3, "so did the template `within`");
+    typed_hero(&tag, 2).await;
+    assert_eq!(count(&tag), 4);
+    drop_typed_heroes(&tag).await;
+    typed_hero(&tag, 1).await;
+    typed_hero(&tag, 2).await;
+    assert_eq!(count(&tag), 6, "and the pattern `within`");
+
+    let repo = HeroRepo {
+        tag: crate::common::unique("typed-repo"),
+    };
+    assert_eq!(repo.find(7).await, 1);
+    assert_eq!(repo.find(7).await, 1, "a hit");
+    repo.save(7).await.unwrap();
+    assert_eq!(repo.find(7).await, 2, "`Self::find(self, id)` reached it");
+    repo.save_by_template(7).await;
+    assert_eq!(repo.find(7).await, 3, "so did the template `within`");
+    let stats = cachekit::stats();
+    let invalidations = stats.function("typed_hero").map(|f| f.invalidations);
+    assert!(
+        invalidations.is_some_and(|n| n >= 1),
+        "a typed target counts on its function's counters: {invalidations:?}"
+    );
+}
+
+#[cached(ttl = 60)]
+async fn generic_value<T: cachekit::KeyPart + Sync>(tag: &str, value: T) -> String {
+    bump(tag);
+    std::any::type_name::<T>().to_owned()
+}
+
+#[cached(ttl = 60)]
+async fn const_generic<const N: usize>(tag: &str) -> usize {
+    bump(tag);
+    N
+}
+
+#[cached(ttl = 60)]
+async fn impl_trait_value(tag: &str, value: impl cachekit::KeyPart + Send) -> usize {
+    bump(tag);
+    let _ = value;
+    count(tag) as usize
+}
+
+pub async fn generic_functions_key_on_their_type_arguments(_: &Ctx) {
+    let tag = crate::common::unique("generic");
+    assert_eq!(generic_value::<u32>(&tag, 5).await, "u32");
+    assert_eq!(generic_value::<&str>(&tag, "5").await, "&str");
+    assert_eq!(generic_value::<u32>(&tag, 5).await, "u32", "a hit");
+    assert_eq!(count(&tag), 2, "`5u32` and `\"5\"` have an entry each");
+    assert_ne!(
+        generic_value_key::<u32>(&tag, 5),
+        generic_value_key::<&str>(&tag, "5")
+    );
+    assert!(
+        generic_value_key::<u32>(&tag, 5).contains(":u32:"),
+        "{}",
+        generic_value_key::<u32>(&tag, 5)
+    );
+
+    let tag = crate::common::unique("const-generic");
+    assert_eq!(const_generic::<1>(&tag).await, 1);
+    assert_eq!(const_generic::<2>(&tag).await, 2);
+    assert_eq!(const_generic::<1>(&tag).await, 1);
+    assert_eq!(count(&tag), 2, "const arguments are part of the key");
+
+    let tag = crate::common::unique("impl-trait");
+    impl_trait_value(&tag, 5u32).await;
+    impl_trait_value(&tag, "5").await;
+    impl_trait_value(&tag, 5u32).await;
+    assert_eq!(count(&tag), 2, "so are the types behind `impl Trait`");
+}

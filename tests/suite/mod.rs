@@ -89,6 +89,8 @@ macro_rules! all_tests {
             cached::batches_compute_only_missing_ids,
             cached::codecs_round_trip_and_a_codec_change_is_a_miss,
             cached::local_entries_follow_this_process_writes,
+            cached::typed_invalidation_reaches_namespaced_entries,
+            cached::generic_functions_key_on_their_type_arguments,
             conformance::set_get_delete_exists,
             conformance::ttls_are_kept_and_changed,
             conformance::update_merges_fields,

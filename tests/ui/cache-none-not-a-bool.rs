@@ -1,6 +1,6 @@
 use cachekit::cached;
 
-#[cached(ttl = 5, cache_none = "no", tags = "all")]
+#[cached(ttl = 5, cache_none = "no")]
 async fn maybe(id: u64) -> Option<u64> {
     Some(id)
 }

@@ -1,0 +1,10 @@
+use std::collections::HashMap;
+
+use cachekit::cached;
+
+#[cached(ttl = 60, batch = ids)]
+async fn users(ids: Vec<u64>) -> HashMap<u64, u64> {
+    ids.into_iter().map(|id| (id, id)).collect()
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use cachekit::CacheKey;
+
+#[derive(CacheKey)]
+#[cache_key("hero:{id}")]
+#[cache_key("heroes:{id}")]
+struct HeroQuery {
+    id: u64,
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use cachekit::cached;
+
+#[cached(ttl = 5, key = "user:{id}", tags = ["org:*"])]
+async fn get_user(id: u64) -> u64 {
+    id
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use cachekit::cached;
+
+#[cached(ttl = 5, codec = "bincode")]
+async fn value(n: u64) -> u64 {
+    n
+}
+
+fn main() {}
