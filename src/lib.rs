@@ -148,9 +148,9 @@
 //!     format!("hello {id} ({lang})")
 //! }
 //! # fn main() {
-//! // By hand: `key::render` writes one value as a key part.
-//! use cachekit::key::render;
-//! let by_hand = format!("greeting:{}:{}", render(&7u64), render("e:n"));
+//! // By hand: `render_key` writes one value as a key part.
+//! use cachekit::render_key;
+//! let by_hand = format!("greeting:{}:{}", render_key(&7u64), render_key("e:n"));
 //! assert_eq!(greeting_key(7, "e:n"), by_hand);
 //! assert_eq!(by_hand, "greeting:7:e%3An");
 //! # }
@@ -560,7 +560,7 @@
 //! // The same, written by hand:
 //! static VILLAINS: Cache = Cache::new("villains", Duration::from_secs(60));
 //! async fn save_villain_by_hand(id: u64) {
-//!     VILLAINS.delete(&format!("villain:{}", cachekit::key::render(&id))).await.ok();
+//!     VILLAINS.delete(&format!("villain:{}", cachekit::render_key(&id))).await.ok();
 //! }
 //! # #[tokio::main] async fn main() {
 //! get_villain(1).await;

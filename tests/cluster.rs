@@ -268,7 +268,8 @@ fn a_write_by_another_client_on_any_primary_evicts_the_tier_copy() {
                 let before = testing::stats().local_hits;
                 let served = tokio::time::timeout(Duration::from_secs(5), async {
                     while testing::stats().local_hits == before {
-                        let cached: u64 = C.get_or_compute_with(key, &options, || async { 2 }).await;
+                        let cached: u64 =
+                            C.get_or_compute_with(key, &options, || async { 2 }).await;
                         assert_eq!(cached, 1);
                         tokio::time::sleep(Duration::from_millis(2)).await;
                     }
@@ -296,7 +297,10 @@ fn a_write_by_another_client_on_any_primary_evicts_the_tier_copy() {
                 }
             })
             .await;
-            assert!(seen.is_ok(), "the tier kept serving values another client replaced");
+            assert!(
+                seen.is_ok(),
+                "the tier kept serving values another client replaced"
+            );
         })
         .await;
     });

@@ -299,7 +299,10 @@ async fn until_coherent(coherent: bool, within: Duration) -> Duration {
         }
     })
     .await;
-    assert!(reached.is_ok(), "coherent never became {coherent} within {within:?}");
+    assert!(
+        reached.is_ok(),
+        "coherent never became {coherent} within {within:?}"
+    );
     started.elapsed()
 }
 

@@ -232,13 +232,19 @@ fn expand_cached(func: &ItemFn, args: &CachedArgs, params: &Params) -> TokenStre
     let (output, engine) = engine(func, &p, false);
     // A refresh in the background needs a computation that owns its
     // inputs: made from the (moved) arguments only when it runs.
+    // The call is spanned at the return type: a value that cannot be
+    // stored is reported there.
+    let span = match &func.sig.output {
+        ReturnType::Type(_, ty) => ty.span(),
+        ReturnType::Default => func.sig.ident.span(),
+    };
     let call = if args.stale_ms.is_some() || args.refresh_early {
         let ret = return_type(func);
-        quote! {
+        quote_spanned! {span=>
             #p::cached::<#ret, _, _>(__cachekit_site, __cachekit_key, __cachekit_tags, __cachekit_output, #p::Hooks::NONE, #p::Owned(move || async move #block)).await
         }
     } else {
-        quote!(#engine(__cachekit_site, __cachekit_key, __cachekit_tags, __cachekit_output, async move #block).await)
+        quote_spanned!(span=> #engine(__cachekit_site, __cachekit_key, __cachekit_tags, __cachekit_output, async move #block).await)
     };
     let main = quote! {
         #(#attrs)*

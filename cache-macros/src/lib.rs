@@ -114,7 +114,7 @@ pub fn invalidate(args: TokenStream, item: TokenStream) -> TokenStream {
 /// }
 ///
 /// let q = HeroQuery { lang: "en".into(), id: 7, asked_at: std::time::Instant::now() };
-/// assert_eq!(cachekit::key::render(&q), "hero:en:7");
+/// assert_eq!(cachekit::CacheKey::cache_key(&q), "hero:en:7");
 /// assert_eq!(HeroQuery::pattern().lang("en").build(), "hero:en:*");
 /// ```
 ///

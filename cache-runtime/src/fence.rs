@@ -180,6 +180,9 @@ mod tests {
         fence.void_tagged("#tag:t");
         assert!(!fence.current(ta.stamp));
         drop((ta, tb));
-        assert!(fence.running.lock().unwrap().is_empty(), "tickets unregister");
+        assert!(
+            fence.running.lock().unwrap().is_empty(),
+            "tickets unregister"
+        );
     }
 }

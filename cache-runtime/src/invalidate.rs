@@ -202,7 +202,9 @@ pub async fn invalidate_targets(counters: &'static Counters, targets: Targets) {
     for entry in &targets.entries {
         match crate::engine::delete_entry(&stack, entry.site, &entry.key).await {
             // Counted on the invalidated function's counters.
-            Ok(_) => stack.counters(&entry.site.counters).add(Count::Invalidation),
+            Ok(_) => stack
+                .counters(&entry.site.counters)
+                .add(Count::Invalidation),
             Err(e) => failures.push((format!("{} {}", entry.site.name(), entry.key), e)),
         }
     }

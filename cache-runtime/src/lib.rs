@@ -52,7 +52,7 @@ pub use engine::Refresh;
 pub use error::{Elapsed, Error, Result};
 pub use global::{Caching, Health, current_config, health, init, shutdown};
 pub use invalidate::{invalidate, invalidate_namespace, invalidate_tag};
-pub use key::{CacheKey, KeyPart, KeyWriter};
+pub use key::{CacheKey, KeyPart, KeyWriter, render as render_key};
 pub use lock::{LockGuard, lock, try_lock};
 pub use options::CacheOptions;
 pub use resilience::CircuitState;

@@ -184,7 +184,14 @@ impl Stack {
             BackendConfig::Memory => {
                 let memory = Arc::new(MemoryStore::with_clock(config.memory_max_bytes, clock));
                 let store = faulty(memory.clone());
-                return Ok(Self::assemble(config, store, Some(memory), None, clock, faults));
+                return Ok(Self::assemble(
+                    config,
+                    store,
+                    Some(memory),
+                    None,
+                    clock,
+                    faults,
+                ));
             }
             BackendConfig::Redis(url) => {
                 let redis = Arc::new(RedisStore::new(url, config.tls_ca.as_deref(), tuning)?);

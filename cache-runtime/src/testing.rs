@@ -166,6 +166,16 @@ impl Drop for RuntimeCache {
     }
 }
 
+/// Whether a call of a cached function would hit, without running it:
+/// what `assert_cached!(get_user(7))` asks (through the function's hidden
+/// entry). A fresh entry is a hit; an absent, expired, undecodable or
+/// under-way (leased) one is not.
+#[doc(hidden)]
+pub async fn is_cached(entry: crate::engine::Entry) -> bool {
+    let stack = crate::global::current().await;
+    crate::engine::is_fresh(&stack, entry.site, &entry.key).await
+}
+
 fn isolated_stack(what: &str) -> Arc<Stack> {
     current_isolated().unwrap_or_else(|| {
         panic!("cachekit::testing::{what}() is for an isolated cache: call it inside `#[cachekit::test]` or `cachekit::testing::isolated`")

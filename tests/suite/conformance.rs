@@ -329,7 +329,12 @@ pub async fn batches_read_and_write_many(_: &Ctx) {
         c.get_many::<Session>(&["b", "a"]).await.unwrap(),
         vec![Some(session(2)), Some(session(1))]
     );
-    assert!(c.get_many::<Session>(&[] as &[&str]).await.unwrap().is_empty());
+    assert!(
+        c.get_many::<Session>(&[] as &[&str])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(
         c.ttl("k0").await.unwrap().is_some(),
         "batch writes get the default TTL"

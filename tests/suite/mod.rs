@@ -40,7 +40,11 @@ impl Ctx {
                         }
                     })
                     .await;
-                    assert!(hearing.is_ok(), "{}: the event bus never came up", self.name);
+                    assert!(
+                        hearing.is_ok(),
+                        "{}: the event bus never came up",
+                        self.name
+                    );
                 }
             })
             .await;

@@ -45,7 +45,7 @@ mod tests;
 mod value;
 
 pub use run::{Entry, cached, cached_process, force_refresh, get_or_compute, invalidate_entry};
-pub(crate) use run::{Policy, delete_entry, run};
+pub(crate) use run::{Policy, delete_entry, is_fresh, run};
 pub use sync::cached_sync;
 pub(crate) use value::{Opaque, Serde, Storage};
 
@@ -355,13 +355,24 @@ pub trait Output<R>: Copy + Send + Sync + 'static {
     }
 }
 
+/// What every cached value needs: in process it is shared between tasks
+/// and cloned out on each hit.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be cached: it must implement `Clone`, `Send` and `Sync`, and own its data",
+    label = "the cached value",
+    note = "derive `Clone` (with `serde::Serialize` and `serde::Deserialize` for a shared store), or wrap it in an `Arc` and use `scope = \"process\"`; for `Result<T, E>` only `T` is stored"
+)]
+pub trait Storable: Clone + Send + Sync + 'static {}
+
+impl<T: Clone + Send + Sync + 'static> Storable for T {}
+
 /// [`Output`] of `Result<T, E>`: only `Ok` is stored.
 #[derive(Debug, Clone, Copy)]
 pub struct ResultOutput;
 
 impl<T, E> Output<Result<T, E>> for ResultOutput
 where
-    T: Clone + Send + Sync + 'static,
+    T: Storable,
 {
     type Value = T;
     fn cacheable<'r>(&self, result: &'r Result<T, E>) -> Option<&'r T> {
@@ -379,7 +390,7 @@ where
 #[derive(Debug, Clone, Copy)]
 pub struct PlainOutput;
 
-impl<T: Clone + Send + Sync + 'static> Output<T> for PlainOutput {
+impl<T: Storable> Output<T> for PlainOutput {
     type Value = T;
     fn cacheable<'r>(&self, result: &'r T) -> Option<&'r T> {
         Some(result)
@@ -399,8 +410,8 @@ pub struct ErrOutput;
 
 impl<T, E> Output<Result<T, E>> for ErrOutput
 where
-    T: Clone + Send + Sync + 'static,
-    E: Clone + Send + Sync + 'static,
+    T: Storable,
+    E: Storable,
 {
     type Value = Result<T, E>;
     fn cacheable<'r>(&self, result: &'r Result<T, E>) -> Option<&'r Result<T, E>> {

@@ -105,8 +105,15 @@ where
 {
     match &call.place {
         Place::Memory(memory) => {
-            let tags: Vec<String> = call.p.tags.iter().map(|t| call.stack.layout.tag_key(t)).collect();
-            Some(Fence::Ticket(std::sync::Arc::new(memory.begin(&call.full, &tags))))
+            let tags: Vec<String> = call
+                .p
+                .tags
+                .iter()
+                .map(|t| call.stack.layout.tag_key(t))
+                .collect();
+            Some(Fence::Ticket(std::sync::Arc::new(
+                memory.begin(&call.full, &tags),
+            )))
         }
         Place::Process(map) => Some(Fence::Stamp(map.stamp(&call.full))),
         Place::Remote(_) => {

@@ -423,6 +423,34 @@ pub async fn invalidate_entry(site: &'static Site, key: String) -> Result<bool> 
     Ok(deleted)
 }
 
+/// Whether one entry of a function is fresh where the function keeps it.
+pub(crate) async fn is_fresh(stack: &Arc<Stack>, site: &'static Site, key: &str) -> bool {
+    let p = Policy::<()>::of_site(site, stack, Vec::new(), Hooks::NONE);
+    let Ok(full) = full_key(stack, &p, key.to_owned()).await else {
+        return false;
+    };
+    let now = stack.clock.now_ms();
+    let fresh = |times: Option<Times>| times.is_none_or(|t| now < t.soft_ms);
+    match Place::of(stack, &p) {
+        Place::Process(map) => map.get(&full).is_some_and(|(held, _)| fresh(held.times())),
+        Place::Memory(memory) => match memory.get_held(&full) {
+            crate::store::memory::Found::Held(held) => fresh(held.times()),
+            crate::store::memory::Found::Bytes(raw) => stack
+                .envelope
+                .decode(&full, &raw)
+                .is_ok_and(|e| fresh(e.meta.times)),
+            crate::store::memory::Found::Absent => false,
+        },
+        Place::Remote(_) => match stack.store.get(&full).await {
+            Ok(Some(raw)) if !crate::codec::is_lease(&raw) => stack
+                .envelope
+                .decode(&full, &raw)
+                .is_ok_and(|e| fresh(e.meta.times)),
+            _ => false,
+        },
+    }
+}
+
 /// Deletes one entry wherever its function keeps it.
 pub(crate) async fn delete_entry(
     stack: &Arc<Stack>,

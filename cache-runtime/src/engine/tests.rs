@@ -164,7 +164,10 @@ async fn an_invalidation_during_a_computation_fences_its_store() {
             s.bump_namespace("ns").await.unwrap();
         })
         .await;
-        assert!(COUNTERS.snapshot().fenced >= 4);
+        assert!(
+            COUNTERS.snapshot().fenced >= 3,
+            "key, pattern and tag invalidations fenced"
+        );
     }
 }
 

@@ -36,7 +36,7 @@ async fn save_hero(id: u64, name: String) -> Result<(), String> {
     Ok(())
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct Repo {
     region: String,
 }
