@@ -27,7 +27,7 @@ use crate::clock::Clock;
 use crate::codec::Envelope;
 use crate::config::{BackendConfig, Config};
 use crate::error::{Error, Result};
-use crate::flight::Flights;
+use crate::flight::{Flights, Named};
 use crate::key::{self, Layout};
 use crate::local::{Bound, LocalMap, Tier};
 use crate::resilience::{Breaker, CircuitState, Resilience};
@@ -340,6 +340,7 @@ impl Stack {
     pub(crate) fn apply(&self, event: &Event) {
         match event {
             Event::Keys(keys) => {
+                self.flights.detach(Named::Keys(keys));
                 if let Some(tier) = &self.tier {
                     tier.evict(keys);
                 }
@@ -347,12 +348,16 @@ impl Stack {
                 self.forget_generations_of(keys);
             }
             Event::Pattern(pattern) => {
+                self.flights.detach(Named::Pattern(pattern));
                 if let Some(tier) = &self.tier {
                     tier.evict_matching(pattern);
                 }
                 self.for_process_maps(|map| map.evict_matching(pattern));
             }
-            Event::Tag(tag) => self.for_process_maps(|map| map.evict_tag(tag)),
+            Event::Tag(tag) => {
+                self.flights.detach(Named::Tag(&self.layout.tag_key(tag)));
+                self.for_process_maps(|map| map.evict_tag(tag));
+            }
             Event::Generation {
                 namespace,
                 generation,
@@ -376,6 +381,7 @@ impl Stack {
     }
 
     fn forget_everything(&self) {
+        self.flights.detach(Named::Pattern("*"));
         if let Some(tier) = &self.tier {
             tier.clear();
         }

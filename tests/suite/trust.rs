@@ -44,11 +44,18 @@ async fn held_miss(
     entered.await.expect("the reader computes");
     invalidate().await;
     release.send(()).unwrap();
-    assert_eq!(reader.await.unwrap(), 1, "the held reader gets what it computed");
+    assert_eq!(
+        reader.await.unwrap(),
+        1,
+        "the held reader gets what it computed"
+    );
     let next = c
         .get_or_compute_with(key, &options, || async { 2u32 })
         .await;
-    assert_eq!(next, 2, "{key}: a result computed before the invalidation was stored after it");
+    assert_eq!(
+        next, 2,
+        "{key}: a result computed before the invalidation was stored after it"
+    );
 }
 
 pub async fn stale_sets_are_fenced_for_every_invalidation(_: &Ctx) {
@@ -62,7 +69,9 @@ pub async fn stale_sets_are_fenced_for_every_invalidation(_: &Ctx) {
     })
     .await;
     held_miss(c, "by-pattern:1", plain.clone(), async || {
-        cachekit::invalidate(&format!("{ns}:by-pattern:*")).await.unwrap();
+        cachekit::invalidate(&format!("{ns}:by-pattern:*"))
+            .await
+            .unwrap();
     })
     .await;
     held_miss(c, "by-tag", tagged, async || {
@@ -103,7 +112,10 @@ pub async fn values_that_do_not_round_trip_are_returned_not_stored(ctx: &Ctx) {
                 Some(f64::NAN)
             })
             .await;
-        assert!(v.is_some_and(f64::is_nan), "the caller gets its NaN, never None");
+        assert!(
+            v.is_some_and(f64::is_nan),
+            "the caller gets its NaN, never None"
+        );
     }
     let counts = *cachekit::stats().namespace(c.namespace()).unwrap();
     if ctx.shared {
