@@ -360,3 +360,109 @@ fn health_and_stats_say_why_caching_is_off() {
         cachekit::init(Config::memory()).await.unwrap();
     });
 }
+
+static TRACKED: Cache = Cache::new("tracked", Duration::from_secs(60));
+
+/// Reads `key` through the tier until it is `want`; how long that took.
+async fn until_seen(key: &str, want: u64, within: Duration) -> Duration {
+    let options = CacheOptions::new(Duration::from_secs(60)).local(true);
+    let started = Instant::now();
+    loop {
+        let got: u64 = TRACKED
+            .get_or_compute_with(key, &options, || async { 0 })
+            .await;
+        if got == want {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "{key}: still {got}, not {want}, after {within:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Waits until the current cache hears (or stops hearing) about changes.
+async fn until_coherent(coherent: bool) {
+    let reached = tokio::time::timeout(Duration::from_secs(10), async {
+        while cachekit::health().await.coherent != coherent {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(reached.is_ok(), "coherent never became {coherent}");
+}
+
+#[test]
+fn another_clients_writes_evict_the_tier_copy_within_milliseconds() {
+    run(async {
+        let _serial = SERIAL.lock().await;
+        let server = RedisServer::start();
+        cachekit::init(Config::redis(&server.url())).await.unwrap();
+        until_coherent(true).await;
+        let mut lags = Vec::new();
+        for round in 1..=50u64 {
+            let key = format!("k{}", round % 5);
+            let full = format!("tracked:{key}");
+            // Served from the tier first (a fill that raced the tracking
+            // message of the SET is not kept: the next read keeps it).
+            let _: () = server.cmd(&["SET", &full, &(round * 10).to_string()]);
+            until_seen(&key, round * 10, Duration::from_secs(2)).await;
+            let local = || cachekit::stats().namespace("tracked").unwrap().local_hits;
+            let local_before = local();
+            let served = tokio::time::timeout(Duration::from_secs(2), async {
+                while local() == local_before {
+                    until_seen(&key, round * 10, Duration::from_secs(2)).await;
+                }
+            })
+            .await;
+            assert!(served.is_ok(), "never served from the tier");
+            // Another client (not cachekit) writes it.
+            let _: () = server.cmd(&["SET", &full, &(round * 10 + 1).to_string()]);
+            lags.push(until_seen(&key, round * 10 + 1, Duration::from_secs(2)).await);
+        }
+        lags.sort();
+        let pct = |p: usize| lags[(lags.len() - 1) * p / 100];
+        note(format!(
+            "tracking lag, external SET to the tier serving the new value, 50 writes: p50 {:?}, p90 {:?}, max {:?}",
+            pct(50),
+            pct(90),
+            pct(100)
+        ));
+        assert!(pct(100) < Duration::from_millis(500), "{lags:?}");
+    });
+}
+
+#[test]
+fn a_lost_tracking_connection_turns_the_tier_off_until_it_hears_again() {
+    run(async {
+        let _serial = SERIAL.lock().await;
+        let server = RedisServer::start();
+        cachekit::init(Config::redis(&server.url())).await.unwrap();
+        until_coherent(true).await;
+        let _: () = server.cmd(&["SET", "tracked:lost", "1"]);
+        until_seen("lost", 1, Duration::from_secs(2)).await;
+        until_seen("lost", 1, Duration::from_secs(2)).await;
+        // The bus's connection is killed, and a write happens meanwhile.
+        let list: String = server.cmd(&["CLIENT", "LIST"]);
+        let ids: Vec<String> = list
+            .lines()
+            .filter(|l| l.contains("name=cachekit-bus"))
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .next()?
+                    .strip_prefix("id=")
+                    .map(str::to_owned)
+            })
+            .collect();
+        assert_eq!(ids.len(), 1, "one named bus connection: {list}");
+        let killed: i64 = server.cmd(&["CLIENT", "KILL", "ID", &ids[0]]);
+        assert_eq!(killed, 1);
+        let _: () = server.cmd(&["SET", "tracked:lost", "2"]);
+        // Whether the process noticed yet or not, it never serves the old
+        // copy: deaf, the tier is bypassed; hearing again, it starts empty.
+        until_seen("lost", 2, Duration::from_secs(5)).await;
+        until_coherent(true).await;
+        until_seen("lost", 2, Duration::from_secs(1)).await;
+    });
+}

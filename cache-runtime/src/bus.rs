@@ -268,6 +268,12 @@ impl Bus {
             let mut conn = resp3(node)?
                 .get_multiplexed_async_connection_with_config(&config)
                 .await?;
+            // Named, so that operators (and tests) can tell it apart.
+            let () = redis::cmd("CLIENT")
+                .arg("SETNAME")
+                .arg("cachekit-bus")
+                .query_async(&mut conn)
+                .await?;
             let mut tracking = redis::cmd("CLIENT");
             tracking.arg("TRACKING").arg("ON").arg("BCAST");
             if !self.prefix.is_empty() {
