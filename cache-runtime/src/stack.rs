@@ -341,12 +341,13 @@ impl Stack {
         match event {
             Event::Keys(keys) => {
                 self.flights.detach(Named::Keys(keys));
-                if let Some(tier) = &self.tier {
-                    tier.evict(keys);
-                }
-                self.for_process_maps(|map| map.evict(keys));
-                self.forget_generations_of(keys);
+                self.evict(keys);
             }
+            // Not the flights: this process's own lease and value writes
+            // come back as tracking messages too, and a flight detached by
+            // its own leader's lease would be flown twice. Its store is
+            // fenced by the write anyway.
+            Event::Tracked(keys) => self.evict(keys),
             Event::Pattern(pattern) => {
                 self.flights.detach(Named::Pattern(pattern));
                 if let Some(tier) = &self.tier {
@@ -378,6 +379,14 @@ impl Stack {
                 self.forget_everything();
             }
         }
+    }
+
+    fn evict(&self, keys: &[String]) {
+        if let Some(tier) = &self.tier {
+            tier.evict(keys);
+        }
+        self.for_process_maps(|map| map.evict(keys));
+        self.forget_generations_of(keys);
     }
 
     fn forget_everything(&self) {
@@ -423,7 +432,7 @@ impl Stack {
         match event {
             Event::Generation { .. } => self.apply(event),
             Event::Keys(_) | Event::Pattern(_) | Event::Tag(_) => self.apply(event),
-            Event::Flush | Event::Hearing | Event::Deaf => {}
+            Event::Tracked(_) | Event::Flush | Event::Hearing | Event::Deaf => {}
         }
     }
 
