@@ -293,7 +293,9 @@ impl ClusterStore {
         }
         let guard = self.shared.slots.read().expect("slot map");
         let map = guard.as_ref()?;
-        let mut nodes: Vec<(&str, u16, HashMap<u16, Vec<usize>>)> = Vec::new();
+        // Per node: its address, a slot to route by, its slots' keys.
+        type Node<'m> = (&'m str, u16, HashMap<u16, Vec<usize>>);
+        let mut nodes: Vec<Node<'_>> = Vec::new();
         for (i, key) in keys.iter().enumerate() {
             let slot = key_slot(key);
             let node = map.node(slot)?;
