@@ -389,8 +389,9 @@ impl Stack {
         self.forget_generations_of(keys);
     }
 
+    /// Drops every copy (flights stay: a flight in progress answers within
+    /// one computation, like the propagation lag).
     fn forget_everything(&self) {
-        self.flights.detach(Named::Pattern("*"));
         if let Some(tier) = &self.tier {
             tier.clear();
         }

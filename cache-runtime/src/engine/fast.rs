@@ -16,10 +16,12 @@ use crate::store::memory::Found;
 /// The value of `site`'s fresh in-process entry at `key`, counted as a hit.
 #[inline]
 pub(crate) fn hit<R, O: Output<R>>(site: &'static Site, key: &str, output: O) -> Option<R> {
-    if site.namespace.is_some() || site.scope != Scope::Shared {
+    if site.namespace.is_some() || site.scope != Scope::Shared || super::run::forced() {
         return None;
     }
-    let started = crate::stats::sample_latency().then(Instant::now);
+    // The sampling decision is only taken (counted) if this path serves
+    // the call: otherwise the full path takes it.
+    let started = crate::stats::next_sampled().then(Instant::now);
     crate::global::with_local(|stack| {
         if stack.off.is_some() {
             return None;
@@ -47,6 +49,7 @@ pub(crate) fn hit<R, O: Output<R>>(site: &'static Site, key: &str, output: O) ->
             // Stale, or maybe due for early refresh: the full path decides.
             return None;
         }
+        crate::stats::count_call();
         let counters = stack.counters(&site.counters);
         counters.add(Count::Hit);
         if local {

@@ -207,7 +207,7 @@ pub async fn force_refresh<F: Future>(call: F) -> F::Output {
     FORCE_REFRESH.scope(true, call).await
 }
 
-fn forced() -> bool {
+pub(crate) fn forced() -> bool {
     FORCE_REFRESH.try_with(|f| *f).unwrap_or(false)
 }
 
