@@ -101,7 +101,10 @@ impl Store for MapStore {
         ready(self.with(|map, _| Self::bytes(map, key)))
     }
 
-    fn get_with_ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<(Bytes, KeyTtl)>, Error>> {
+    fn get_with_ttl<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(Bytes, KeyTtl)>, Error>> {
         ready(self.with(|map, now| {
             let ttl = map.get(key).map(|e| match e.expires {
                 Some(t) => KeyTtl::Expires(t - now),
@@ -111,8 +114,16 @@ impl Store for MapStore {
         }))
     }
 
-    fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Bytes>>, Error>> {
-        ready(self.with(|map, _| Ok(keys.iter().map(|k| Self::bytes(map, k).ok().flatten()).collect())))
+    fn get_many<'a>(
+        &'a self,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Option<Bytes>>, Error>> {
+        ready(self.with(|map, _| {
+            Ok(keys
+                .iter()
+                .map(|k| Self::bytes(map, k).ok().flatten())
+                .collect())
+        }))
     }
 
     fn write<'a>(&'a self, writes: &'a [Write]) -> BoxFuture<'a, Result<(), Error>> {
@@ -143,8 +154,21 @@ impl Store for MapStore {
                 return Ok(false);
             }
             match swap {
-                Swap::Set { value, ttl, member_of } => {
-                    Self::put(map, now, &Write { key: key.to_owned(), value, ttl, member_of });
+                Swap::Set {
+                    value,
+                    ttl,
+                    member_of,
+                } => {
+                    Self::put(
+                        map,
+                        now,
+                        &Write {
+                            key: key.to_owned(),
+                            value,
+                            ttl,
+                            member_of,
+                        },
+                    );
                 }
                 Swap::SetKeepTtl(value) => {
                     let entry = map.get_mut(key).expect("checked");
@@ -163,12 +187,17 @@ impl Store for MapStore {
     }
 
     fn delete<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<u64, Error>> {
-        ready(self.with(|map, _| Ok(keys.iter().filter(|k| map.remove(*k).is_some()).count() as u64)))
+        ready(
+            self.with(|map, _| Ok(keys.iter().filter(|k| map.remove(*k).is_some()).count() as u64)),
+        )
     }
 
     fn expire<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool, Error>> {
         ready(self.with(|map, now| {
-            Ok(map.get_mut(key).map(|e| e.expires = Some(now + ttl)).is_some())
+            Ok(map
+                .get_mut(key)
+                .map(|e| e.expires = Some(now + ttl))
+                .is_some())
         }))
     }
 
@@ -177,12 +206,19 @@ impl Store for MapStore {
             Ok(match map.get(key) {
                 None => KeyTtl::Missing,
                 Some(Entry { expires: None, .. }) => KeyTtl::Persistent,
-                Some(Entry { expires: Some(t), .. }) => KeyTtl::Expires(*t - now),
+                Some(Entry {
+                    expires: Some(t), ..
+                }) => KeyTtl::Expires(*t - now),
             })
         }))
     }
 
-    fn incr<'a>(&'a self, key: &'a str, by: i64, ttl: Option<Duration>) -> BoxFuture<'a, Result<i64, Error>> {
+    fn incr<'a>(
+        &'a self,
+        key: &'a str,
+        by: i64,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<i64, Error>> {
         ready(self.with(|map, now| {
             let current = match Self::bytes(map, key)? {
                 None => 0,
@@ -194,26 +230,45 @@ impl Store for MapStore {
             let new = current
                 .checked_add(by)
                 .ok_or_else(|| Error::Backend(format!("`{key}` would overflow")))?;
-            let expires = map.get(key).and_then(|e| e.expires).or(ttl.map(|t| now + t));
-            map.insert(key.to_owned(), Entry { value: Value::Bytes(Bytes::from(new.to_string())), expires });
+            let expires = map
+                .get(key)
+                .and_then(|e| e.expires)
+                .or(ttl.map(|t| now + t));
+            map.insert(
+                key.to_owned(),
+                Entry {
+                    value: Value::Bytes(Bytes::from(new.to_string())),
+                    expires,
+                },
+            );
             Ok(new)
         }))
     }
 
     fn members<'a>(&'a self, set: &'a str) -> BoxFuture<'a, Result<Vec<String>, Error>> {
-        ready(self.with(|map, now| match map.get_mut(set).map(|e| &mut e.value) {
-            None => Ok(Vec::new()),
-            Some(Value::Set(members)) => {
-                members.retain(|_, t| *t > now);
-                Ok(members.keys().cloned().collect())
-            }
-            Some(Value::Bytes(_)) => Err(Error::Backend(format!("WRONGTYPE `{set}`"))),
-        }))
+        ready(
+            self.with(|map, now| match map.get_mut(set).map(|e| &mut e.value) {
+                None => Ok(Vec::new()),
+                Some(Value::Set(members)) => {
+                    members.retain(|_, t| *t > now);
+                    Ok(members.keys().cloned().collect())
+                }
+                Some(Value::Bytes(_)) => Err(Error::Backend(format!("WRONGTYPE `{set}`"))),
+            }),
+        )
     }
 
-    fn remove_members<'a>(&'a self, set: &'a str, members: &'a [String]) -> BoxFuture<'a, Result<(), Error>> {
+    fn remove_members<'a>(
+        &'a self,
+        set: &'a str,
+        members: &'a [String],
+    ) -> BoxFuture<'a, Result<(), Error>> {
         ready(self.with(|map, _| {
-            if let Some(Entry { value: Value::Set(listed), .. }) = map.get_mut(set) {
+            if let Some(Entry {
+                value: Value::Set(listed),
+                ..
+            }) = map.get_mut(set)
+            {
                 members.iter().for_each(|m| {
                     listed.remove(m);
                 });

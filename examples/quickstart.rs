@@ -77,7 +77,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let f = stats.function("get_user").expect("counted");
     // Latencies are sampled (one call in eight per thread): a mean that
     // was never sampled is unknown, not zero.
-    let mean = |d: Option<Duration>| d.map_or_else(|| "not sampled".to_owned(), |d| format!("{d:.3?}"));
+    let mean =
+        |d: Option<Duration>| d.map_or_else(|| "not sampled".to_owned(), |d| format!("{d:.3?}"));
     println!(
         "\nget_user: {} hits, {} misses, hit rate {:.0}%, mean hit {}, mean miss {}",
         f.hits,

@@ -27,13 +27,17 @@ fn parse(path: &Path) -> syn::File {
 /// The file of module `name` beside `dir` (`name.rs` or `name/mod.rs`).
 fn module_file(dir: &Path, name: &str) -> PathBuf {
     let flat = dir.join(format!("{name}.rs"));
-    if flat.exists() { flat } else { dir.join(name).join("mod.rs") }
+    if flat.exists() {
+        flat
+    } else {
+        dir.join(name).join("mod.rs")
+    }
 }
 
 fn hidden(attrs: &[syn::Attribute]) -> bool {
-    attrs.iter().any(|a| {
-        a.path().is_ident("doc") && a.to_token_stream().to_string().contains("hidden")
-    })
+    attrs
+        .iter()
+        .any(|a| a.path().is_ident("doc") && a.to_token_stream().to_string().contains("hidden"))
 }
 
 fn public(vis: &Visibility) -> bool {
@@ -42,7 +46,12 @@ fn public(vis: &Visibility) -> bool {
 
 /// Tokens as one normalized line.
 fn line(tokens: impl ToTokens) -> String {
-    tokens.to_token_stream().to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+    tokens
+        .to_token_stream()
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Lists the public items of `file` under `prefix`; follows public modules.
@@ -54,7 +63,8 @@ impl Lister {
     fn module(&mut self, path: &Path, prefix: &str) {
         let file = parse(path);
         let dir = path.parent().unwrap().to_path_buf();
-        let dir = if path.file_name().unwrap() == "mod.rs" || path.file_name().unwrap() == "lib.rs" {
+        let dir = if path.file_name().unwrap() == "mod.rs" || path.file_name().unwrap() == "lib.rs"
+        {
             dir
         } else {
             dir.join(path.file_stem().unwrap())
@@ -79,18 +89,21 @@ impl Lister {
             }
             Item::Struct(s) if public(&s.vis) && !hidden(&s.attrs) => {
                 let name = s.ident.to_string();
-                self.out.insert(format!("{prefix}{name}: struct{}", line(&s.generics)));
+                self.out
+                    .insert(format!("{prefix}{name}: struct{}", line(&s.generics)));
                 for f in &s.fields {
                     if public(&f.vis) {
                         let field = f.ident.as_ref().map_or("_".into(), ToString::to_string);
-                        self.out.insert(format!("{prefix}{name}.{field}: {}", line(&f.ty)));
+                        self.out
+                            .insert(format!("{prefix}{name}.{field}: {}", line(&f.ty)));
                     }
                 }
                 self.impls(&name, prefix, file);
             }
             Item::Enum(e) if public(&e.vis) && !hidden(&e.attrs) => {
                 let name = e.ident.to_string();
-                self.out.insert(format!("{prefix}{name}: enum{}", line(&e.generics)));
+                self.out
+                    .insert(format!("{prefix}{name}: enum{}", line(&e.generics)));
                 for v in &e.variants {
                     let fields: Vec<String> = v
                         .fields
@@ -105,13 +118,15 @@ impl Lister {
                         syn::Fields::Unnamed(_) => format!("({})", fields.join(", ")),
                         syn::Fields::Unit => String::new(),
                     };
-                    self.out.insert(format!("{prefix}{name}::{}{fields}", v.ident));
+                    self.out
+                        .insert(format!("{prefix}{name}::{}{fields}", v.ident));
                 }
                 self.impls(&name, prefix, file);
             }
             Item::Trait(t) if public(&t.vis) && !hidden(&t.attrs) => {
                 let name = t.ident.to_string();
-                self.out.insert(format!("{prefix}{name}: trait{}", line(&t.generics)));
+                self.out
+                    .insert(format!("{prefix}{name}: trait{}", line(&t.generics)));
                 for i in &t.items {
                     if let syn::TraitItem::Fn(f) = i {
                         self.out.insert(format!("{prefix}{name}::{}", line(&f.sig)));
@@ -119,10 +134,12 @@ impl Lister {
                 }
             }
             Item::Const(c) if public(&c.vis) && !hidden(&c.attrs) => {
-                self.out.insert(format!("{prefix}{}: const {}", c.ident, line(&c.ty)));
+                self.out
+                    .insert(format!("{prefix}{}: const {}", c.ident, line(&c.ty)));
             }
             Item::Type(t) if public(&t.vis) && !hidden(&t.attrs) => {
-                self.out.insert(format!("{prefix}{}: type = {}", t.ident, line(&t.ty)));
+                self.out
+                    .insert(format!("{prefix}{}: type = {}", t.ident, line(&t.ty)));
             }
             _ => {}
         }
@@ -159,34 +176,58 @@ impl Lister {
                 }
             }
             UseTree::Name(n) => self.export(dir, prefix, &path, &n.ident.to_string(), None),
-            UseTree::Rename(r) => {
-                self.export(dir, prefix, &path, &r.ident.to_string(), Some(r.rename.to_string()))
-            }
+            UseTree::Rename(r) => self.export(
+                dir,
+                prefix,
+                &path,
+                &r.ident.to_string(),
+                Some(r.rename.to_string()),
+            ),
             UseTree::Glob(_) => {}
         }
     }
 
-    fn export(&mut self, dir: &Path, prefix: &str, path: &[String], name: &str, rename: Option<String>) {
+    fn export(
+        &mut self,
+        dir: &Path,
+        prefix: &str,
+        path: &[String],
+        name: &str,
+        rename: Option<String>,
+    ) {
         let shown = rename.unwrap_or_else(|| name.to_owned());
         // A crate outside this one (`bytes::Bytes`), or a crate root.
         let first = path.first().map(String::as_str);
         let crate_relative = matches!(first, Some("crate") | Some("self") | Some("super"));
         let local = first.is_some_and(|f| module_file(dir, f).exists());
         if !crate_relative && !local {
-            self.out.insert(format!("{prefix}{shown}: re-export of {}::{name}", path.join("::")));
+            self.out.insert(format!(
+                "{prefix}{shown}: re-export of {}::{name}",
+                path.join("::")
+            ));
             return;
         }
-        let mut at = if first == Some("crate") { runtime_src() } else { dir.to_path_buf() };
+        let mut at = if first == Some("crate") {
+            runtime_src()
+        } else {
+            dir.to_path_buf()
+        };
         let rest = if crate_relative { &path[1..] } else { path };
         let mut file = None;
         for segment in rest {
             let f = module_file(&at, segment);
-            at = if f.file_name().unwrap() == "mod.rs" { f.parent().unwrap().to_path_buf() } else { at.join(segment) };
+            at = if f.file_name().unwrap() == "mod.rs" {
+                f.parent().unwrap().to_path_buf()
+            } else {
+                at.join(segment)
+            };
             file = Some(f);
         }
         let Some(file) = file else { return };
         let parsed = parse(&file);
-        let mut sub = Lister { out: BTreeSet::new() };
+        let mut sub = Lister {
+            out: BTreeSet::new(),
+        };
         for item in &parsed.items {
             let named = match item {
                 Item::Fn(f) => f.sig.ident == name,
@@ -202,7 +243,11 @@ impl Lister {
             }
         }
         for entry in sub.out {
-            let entry = if shown == name { entry } else { entry.replacen(name, &shown, 1) };
+            let entry = if shown == name {
+                entry
+            } else {
+                entry.replacen(name, &shown, 1)
+            };
             self.out.insert(format!("{prefix}{entry}"));
         }
     }
@@ -213,9 +258,15 @@ fn runtime_src() -> PathBuf {
 }
 
 fn surface() -> String {
-    let mut lister = Lister { out: BTreeSet::new() };
+    let mut lister = Lister {
+        out: BTreeSet::new(),
+    };
     lister.module(&runtime_src().join("lib.rs"), "cachekit::");
-    for m in ["CacheKey (derive)", "cached (attribute)", "invalidate (attribute)"] {
+    for m in [
+        "CacheKey (derive)",
+        "cached (attribute)",
+        "invalidate (attribute)",
+    ] {
         lister.out.insert(format!("cachekit::{m}"));
     }
     let mut text = String::new();

@@ -199,21 +199,20 @@ impl ClusterStore {
         }
         #[cfg(feature = "tls")]
         protocol::install_crypto_provider();
-        let mut builder = ClusterClientBuilder::new(seeds.iter().map(RedisUrl::expose))
+        let builder = ClusterClientBuilder::new(seeds.iter().map(RedisUrl::expose))
             .connection_timeout(connect_timeout)
             .response_timeout(timeout)
             .retries(CLIENT_RETRIES)
             .min_retry_wait(10)
             .max_retry_wait(200);
         #[cfg(feature = "tls")]
-        if let Some(path) = tls_ca
-            && seeds[0].is_tls()
-        {
-            builder = builder.certs(redis::TlsCertificates {
+        let builder = match tls_ca {
+            Some(path) if seeds[0].is_tls() => builder.certs(redis::TlsCertificates {
                 client_tls: None,
                 root_cert: Some(read_ca(path)?),
-            });
-        }
+            }),
+            _ => builder,
+        };
         let client = builder.build().map_err(|e| {
             // The client's own messages name no secret ("Cannot use
             // different password among initial nodes").
