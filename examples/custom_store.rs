@@ -180,7 +180,6 @@ impl Store for MapStore {
                 Swap::Expire(ttl) => {
                     map.get_mut(key).expect("checked").expires = Some(now + ttl);
                 }
-                _ => return Ok(false),
             }
             Ok(true)
         }))

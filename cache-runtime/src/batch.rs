@@ -193,7 +193,7 @@ async fn read<K: Clone + Eq + Hash, V: CacheValue>(
             match stack
                 .envelope
                 .decode(&key, &raw)
-                .and_then(|e| e.value(p.format.codec))
+                .and_then(|e| e.value(p.knobs.format.codec))
             {
                 Ok(v) => Some(v),
                 Err(e) => {
@@ -265,11 +265,15 @@ async fn store<K: Eq + Hash, M: BatchMap<K>>(
             continue;
         }
         match p
+            .knobs
             .format
             .codec
             .encode_checked(value)
-            .and_then(|payload| stack.envelope.frame(key, payload, p.format, &Meta::NONE))
-        {
+            .and_then(|payload| {
+                stack
+                    .envelope
+                    .frame(key, payload, p.knobs.format, &Meta::NONE)
+            }) {
             Ok(raw) => writes.push((key, raw)),
             Err(e) => crate::engine::unstorable(p.counters, p.site, key, &e.to_string()),
         }

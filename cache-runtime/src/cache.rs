@@ -603,7 +603,8 @@ impl Cache {
         Self::check_ttl(ttl)?;
         let stack = current().await;
         let counters = stack.counters(self.counters());
-        Ok((stack, Policy::plain(counters, ttl, Some(self.namespace))))
+        let policy = Policy::plain(counters, ttl, Some(self.namespace), &stack.config);
+        Ok((stack, policy))
     }
 
     /// Returns the value under `key`, or computes it, with every option of
@@ -640,19 +641,8 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T> + Send + 'static,
     {
-        let (stack, policy) = match self.with_options(key, options).await {
-            Ok(ready) => ready,
-            Err(()) => return compute().await,
-        };
-        engine::run(
-            stack,
-            policy,
-            key.to_owned(),
-            engine::PlainOutput,
-            engine::Serde,
-            engine::Owned(compute),
-        )
-        .await
+        self.run_with(key, options, engine::PlainOutput, compute)
+            .await
     }
 
     /// Like [`Cache::get_or_compute_with`] for a fallible computation:
@@ -671,20 +661,8 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
-        let (stack, policy) = match self.with_options(key, options).await {
-            Ok(ready) => ready,
-            Err(()) => return compute().await,
-        };
         let output = engine::TimedAs(engine::ResultOutput);
-        engine::run(
-            stack,
-            policy,
-            key.to_owned(),
-            output,
-            engine::Serde,
-            engine::Owned(compute),
-        )
-        .await
+        self.run_with(key, options, output, compute).await
     }
 
     /// Like [`Cache::try_get_or_compute_with`], storing an `Err` for the
@@ -703,18 +681,38 @@ impl Cache {
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
         let options = options.without_hooks::<Result<T, E>>();
-        let (stack, policy) = match self.with_options(key, &options).await {
+        let output = engine::TimedAs(engine::ErrOutput);
+        self.run_with(key, &options, output, compute).await
+    }
+
+    /// Runs a computation with options through the engine, or uncached if
+    /// the options or the key are invalid.
+    async fn run_with<R, O, F, Fut>(
+        &self,
+        key: &str,
+        options: &CacheOptions<O::Value>,
+        output: O,
+        compute: F,
+    ) -> R
+    where
+        R: 'static,
+        O: engine::Output<R>,
+        O::Value: CacheValue,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = R> + Send + 'static,
+    {
+        let (stack, policy) = match self.with_options(key, options).await {
             Ok(ready) => ready,
             Err(()) => return compute().await,
         };
-        let output = engine::TimedAs(engine::ErrOutput);
+        let computation = engine::Owned(compute);
         engine::run(
             stack,
             policy,
             key.to_owned(),
             output,
             engine::Serde,
-            engine::Owned(compute),
+            computation,
         )
         .await
     }

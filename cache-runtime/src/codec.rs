@@ -599,79 +599,98 @@ impl Envelope {
                 meta: Meta::NONE,
             });
         }
-        let bad = |what: &str| Error::Codec(format!("malformed entry: {what}"));
         if raw.len() < 4 || raw[2] != VERSION {
-            return Err(bad("unknown version"));
+            return Err(malformed("unknown version"));
         }
         let flags = raw[3];
         if flags & !KNOWN_FLAGS != 0 {
-            return Err(bad("unknown flags"));
+            return Err(malformed("unknown flags"));
         }
-        let mut body = raw;
-        if flags & FLAG_MAC != 0 {
-            let Some(secret) = &self.secret else {
-                return Err(Error::Codec(
-                    "entry is signed, but no integrity secret is configured".into(),
-                ));
-            };
-            if raw.len() < 4 + MAC_LEN {
-                return Err(bad("truncated signature"));
-            }
-            let (signed, tag) = raw.split_at(raw.len() - MAC_LEN);
-            if !verify(secret, key, signed, tag) {
-                return Err(Error::Codec(
-                    "entry signature does not match its key and value".into(),
-                ));
-            }
-            body = signed;
-        } else if self.secret.is_some() {
-            return Err(Error::Codec("entry is not signed".into()));
-        }
+        let body = self.verified(key, raw, flags)?;
         let mut cursor = Cursor(&body[4..]);
-        let mut meta = Meta::default();
-        if flags & FLAG_TIMES != 0 {
-            meta.times = Some(Times {
-                soft_ms: u64::from_le_bytes(cursor.array()?),
-                hard_ms: u64::from_le_bytes(cursor.array()?),
-                delta_ms: u32::from_le_bytes(cursor.array()?),
-            });
-        }
-        if flags & FLAG_INDEXES != 0 {
-            let count = u16::from_le_bytes(cursor.array()?);
-            for _ in 0..count {
-                let len = u16::from_le_bytes(cursor.array()?) as usize;
-                let index = std::str::from_utf8(cursor.take(len)?).map_err(|_| bad("index key"))?;
-                meta.indexes.push(index.to_owned());
-            }
-        }
-        let payload = cursor.0;
+        let meta = read_meta(&mut cursor, flags)?;
         let codec = if flags & FLAG_MSGPACK != 0 {
             Codec::MsgPack
         } else {
             Codec::Json
         };
-        let payload = if flags & FLAG_LZ4 != 0 {
-            #[cfg(feature = "lz4")]
-            {
-                Cow::Owned(
-                    lz4_flex::decompress_size_prepended(payload)
-                        .map_err(|_| bad("compressed payload"))?,
-                )
-            }
-            #[cfg(not(feature = "lz4"))]
-            {
-                return Err(Error::Codec(
-                    "entry is compressed; enable cachekit's `lz4` feature".into(),
-                ));
-            }
-        } else {
-            Cow::Borrowed(payload)
-        };
         Ok(Entry {
-            payload,
+            payload: decompressed(cursor.0, flags)?,
             codec,
             meta,
         })
+    }
+
+    /// The signed part of a framed entry, once its signature is checked
+    /// (or the whole entry, unsigned, when no secret is configured).
+    fn verified<'a>(&self, key: &str, raw: &'a [u8], flags: u8) -> Result<&'a [u8]> {
+        if flags & FLAG_MAC == 0 {
+            return match self.secret {
+                Some(_) => Err(Error::Codec("entry is not signed".into())),
+                None => Ok(raw),
+            };
+        }
+        let Some(secret) = &self.secret else {
+            return Err(Error::Codec(
+                "entry is signed, but no integrity secret is configured".into(),
+            ));
+        };
+        if raw.len() < 4 + MAC_LEN {
+            return Err(malformed("truncated signature"));
+        }
+        let (signed, tag) = raw.split_at(raw.len() - MAC_LEN);
+        if !verify(secret, key, signed, tag) {
+            return Err(Error::Codec(
+                "entry signature does not match its key and value".into(),
+            ));
+        }
+        Ok(signed)
+    }
+}
+
+fn malformed(what: &str) -> Error {
+    Error::Codec(format!("malformed entry: {what}"))
+}
+
+/// The times and index list of a framed entry.
+fn read_meta(cursor: &mut Cursor<'_>, flags: u8) -> Result<Meta> {
+    let mut meta = Meta::default();
+    if flags & FLAG_TIMES != 0 {
+        meta.times = Some(Times {
+            soft_ms: u64::from_le_bytes(cursor.array()?),
+            hard_ms: u64::from_le_bytes(cursor.array()?),
+            delta_ms: u32::from_le_bytes(cursor.array()?),
+        });
+    }
+    if flags & FLAG_INDEXES != 0 {
+        let count = u16::from_le_bytes(cursor.array()?);
+        for _ in 0..count {
+            let len = u16::from_le_bytes(cursor.array()?) as usize;
+            let index =
+                std::str::from_utf8(cursor.take(len)?).map_err(|_| malformed("index key"))?;
+            meta.indexes.push(index.to_owned());
+        }
+    }
+    Ok(meta)
+}
+
+/// A payload, decompressed if its flags say it is compressed.
+fn decompressed(payload: &[u8], flags: u8) -> Result<Cow<'_, [u8]>> {
+    if flags & FLAG_LZ4 == 0 {
+        return Ok(Cow::Borrowed(payload));
+    }
+    #[cfg(feature = "lz4")]
+    {
+        lz4_flex::decompress_size_prepended(payload)
+            .map(Cow::Owned)
+            .map_err(|_| malformed("compressed payload"))
+    }
+    #[cfg(not(feature = "lz4"))]
+    {
+        let _ = payload;
+        Err(Error::Codec(
+            "entry is compressed; enable cachekit's `lz4` feature".into(),
+        ))
     }
 }
 
@@ -681,7 +700,7 @@ struct Cursor<'a>(&'a [u8]);
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.0.len() < n {
-            return Err(Error::Codec("malformed entry: truncated".into()));
+            return Err(malformed("truncated"));
         }
         let (head, tail) = self.0.split_at(n);
         self.0 = tail;

@@ -1111,70 +1111,84 @@ mod tests {
                     .map(|(items, end)| (Value::Tuple(items), end))
                     .collect()
                 }
-                Shape::Opt(inner) => {
-                    let marked = |from: usize, end: usize| {
-                        let r = &s[from..end];
-                        r.starts_with("%n") || r.starts_with(SOME)
-                    };
-                    let mut found = Vec::new();
-                    if rest.starts_with(NONE) {
-                        found.push((Value::Opt(None), at + NONE.len()));
+                Shape::Opt(inner) => parse_option(inner, s, at),
+                Shape::Record(r, shapes) => parse_record(*r, shapes, s, at, nested),
+            }
+        }
+
+        /// Every way to read an `Option` of `inner` from `s[at..]`.
+        fn parse_option(inner: &Shape, s: &str, at: usize) -> Vec<(Value, usize)> {
+            let rest = &s[at..];
+            let marked = |from: usize, end: usize| {
+                let r = &s[from..end];
+                r.starts_with("%n") || r.starts_with(SOME)
+            };
+            let mut found = Vec::new();
+            if rest.starts_with(NONE) {
+                found.push((Value::Opt(None), at + NONE.len()));
+            }
+            if rest.starts_with(SOME) {
+                let from = at + SOME.len();
+                for (v, end) in parse(inner, s, from, true) {
+                    if marked(from, end) {
+                        found.push((Value::Opt(Some(Box::new(v))), end));
                     }
-                    if rest.starts_with(SOME) {
-                        let from = at + SOME.len();
-                        for (v, end) in parse(inner, s, from, true) {
-                            if marked(from, end) {
-                                found.push((Value::Opt(Some(Box::new(v))), end));
-                            }
-                        }
-                    }
-                    for (v, end) in parse(inner, s, at, true) {
-                        if !marked(at, end) {
-                            found.push((Value::Opt(Some(Box::new(v))), end));
-                        }
-                    }
-                    found
-                }
-                Shape::Record(r, shapes) => {
-                    let mut partial = vec![(Vec::new(), at)];
-                    for segment in RECORDS[*r] {
-                        partial = match segment {
-                            Literal(text) => {
-                                let expected = if nested {
-                                    text.split(':')
-                                        .map(escaped)
-                                        .collect::<Vec<_>>()
-                                        .join(NESTED_COLON)
-                                } else {
-                                    text.to_string()
-                                };
-                                partial
-                                    .into_iter()
-                                    .filter(|(_, pos)| s[*pos..].starts_with(&expected))
-                                    .map(|(fields, pos)| (fields, pos + expected.len()))
-                                    .collect()
-                            }
-                            Field => partial
-                                .into_iter()
-                                .flat_map(|(fields, pos)| {
-                                    let shape = &shapes[fields.len()];
-                                    parse(shape, s, pos, nested)
-                                        .into_iter()
-                                        .map(move |(v, end)| {
-                                            let mut fields = fields.clone();
-                                            fields.push(v);
-                                            (fields, end)
-                                        })
-                                })
-                                .collect(),
-                        };
-                    }
-                    partial
-                        .into_iter()
-                        .map(|(fields, end)| (Value::Record(*r, fields), end))
-                        .collect()
                 }
             }
+            for (v, end) in parse(inner, s, at, true) {
+                if !marked(at, end) {
+                    found.push((Value::Opt(Some(Box::new(v))), end));
+                }
+            }
+            found
+        }
+
+        /// Every way to read derived record `r` (fields of `shapes`) from
+        /// `s[at..]`.
+        fn parse_record(
+            r: usize,
+            shapes: &[Shape],
+            s: &str,
+            at: usize,
+            nested: bool,
+        ) -> Vec<(Value, usize)> {
+            let mut partial = vec![(Vec::new(), at)];
+            for segment in RECORDS[r] {
+                partial = match segment {
+                    Literal(text) => {
+                        let expected = if nested {
+                            text.split(':')
+                                .map(escaped)
+                                .collect::<Vec<_>>()
+                                .join(NESTED_COLON)
+                        } else {
+                            text.to_string()
+                        };
+                        partial
+                            .into_iter()
+                            .filter(|(_, pos)| s[*pos..].starts_with(&expected))
+                            .map(|(fields, pos)| (fields, pos + expected.len()))
+                            .collect()
+                    }
+                    Field => partial
+                        .into_iter()
+                        .flat_map(|(fields, pos)| {
+                            let shape = &shapes[fields.len()];
+                            parse(shape, s, pos, nested)
+                                .into_iter()
+                                .map(move |(v, end)| {
+                                    let mut fields = fields.clone();
+                                    fields.push(v);
+                                    (fields, end)
+                                })
+                        })
+                        .collect(),
+                };
+            }
+            partial
+                .into_iter()
+                .map(|(fields, end)| (Value::Record(r, fields), end))
+                .collect()
         }
 
         /// Every way to read one item of `shape` from `s[at..]`: `%_` for a

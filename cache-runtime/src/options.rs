@@ -5,8 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::codec::{Codec, Format};
-use crate::engine::{Hooks, Policy, Refresh, Scope};
+use crate::codec::Codec;
+use crate::engine::{Hooks, Knobs, Policy, Refresh};
 use crate::error::{Error, Result};
 use crate::stack::Stack;
 use crate::stats::Counters;
@@ -30,20 +30,8 @@ use crate::stats::Counters;
 ///     .tags(["reports"]);
 /// ```
 pub struct CacheOptions<V> {
-    ttl: Duration,
+    knobs: Knobs,
     tags: Arc<[String]>,
-    cache_none: bool,
-    lock: Option<Option<Duration>>,
-    refresh: Refresh,
-    stale: Option<Duration>,
-    local: bool,
-    format: Format,
-    fail_safe: Option<Duration>,
-    fail_safe_throttle: Option<Duration>,
-    soft_timeout: Option<Duration>,
-    hard_timeout: Option<Duration>,
-    jitter: Option<u8>,
-    cache_err: Option<Duration>,
     hooks: Hooks<V>,
 }
 
@@ -59,14 +47,8 @@ impl<V> Clone for CacheOptions<V> {
 impl<V> fmt::Debug for CacheOptions<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CacheOptions")
-            .field("ttl", &self.ttl)
+            .field("knobs", &self.knobs)
             .field("tags", &self.tags)
-            .field("stale", &self.stale)
-            .field("refresh", &self.refresh)
-            .field("lock", &self.lock)
-            .field("fail_safe", &self.fail_safe)
-            .field("soft_timeout", &self.soft_timeout)
-            .field("hard_timeout", &self.hard_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -75,27 +57,18 @@ impl<V> CacheOptions<V> {
     /// Entries live `ttl`; every other option is off.
     pub fn new(ttl: Duration) -> Self {
         CacheOptions {
-            ttl,
+            knobs: Knobs {
+                ttl: Some(ttl),
+                ..Knobs::DEFAULT
+            },
             tags: Arc::new([]),
-            cache_none: true,
-            lock: None,
-            refresh: Refresh::OnMiss,
-            stale: None,
-            local: false,
-            format: Format::JSON,
-            fail_safe: None,
-            fail_safe_throttle: None,
-            soft_timeout: None,
-            hard_timeout: None,
-            jitter: None,
-            cache_err: None,
             hooks: Hooks::NONE,
         }
     }
 
     /// The time to live.
     pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
+        self.knobs.ttl = Some(ttl);
         self
     }
 
@@ -107,66 +80,66 @@ impl<V> CacheOptions<V> {
 
     /// Whether a value that serializes to `null` (`None`) is stored.
     pub fn cache_none(mut self, cache: bool) -> Self {
-        self.cache_none = cache;
+        self.knobs.cache_none = cache;
         self
     }
 
     /// One computation across processes: a lease of the configured length
     /// (or `ttl`) that other processes wait on.
     pub fn lock(mut self, ttl: Option<Duration>) -> Self {
-        self.lock = Some(ttl);
+        self.knobs.lock = Some(ttl);
         self
     }
 
     /// Recomputes ahead of expiry (XFetch) in the background.
     pub fn refresh_early(mut self, beta: f64) -> Self {
-        self.refresh = Refresh::Early { beta };
+        self.knobs.refresh = Refresh::Early { beta };
         self
     }
 
     /// After the TTL, serves the old value for `stale` more while one
     /// background task refreshes it.
     pub fn stale(mut self, stale: Duration) -> Self {
-        self.stale = Some(stale);
+        self.knobs.stale = Some(stale);
         self
     }
 
     /// Keeps entries in the in-process tier too.
     pub fn local(mut self, local: bool) -> Self {
-        self.local = local;
+        self.knobs.local = local;
         self
     }
 
     /// The codec.
     pub fn codec(mut self, codec: Codec) -> Self {
-        self.format.codec = codec;
+        self.knobs.format.codec = codec;
         self
     }
 
     /// Compresses payloads of at least `above` bytes.
     pub fn compress(mut self, above: u32) -> Self {
-        self.format.compress_above = Some(above);
+        self.knobs.format.compress_above = Some(above);
         self
     }
 
     /// Keeps the last good value for `window` past its TTL, to serve when
     /// the computation fails (an `Err`, a panic, a hard timeout).
     pub fn fail_safe(mut self, window: Duration) -> Self {
-        self.fail_safe = Some(window);
+        self.knobs.fail_safe = Some(window);
         self
     }
 
     /// After a fail-safe activation, no caller retries the source for
     /// `throttle`.
     pub fn fail_safe_throttle(mut self, throttle: Duration) -> Self {
-        self.fail_safe_throttle = Some(throttle);
+        self.knobs.fail_safe_throttle = Some(throttle);
         self
     }
 
     /// With a fallback (stale or fail-safe), callers wait at most `timeout`;
     /// the computation goes on in the background and stores its result.
     pub fn soft_timeout(mut self, timeout: Duration) -> Self {
-        self.soft_timeout = Some(timeout);
+        self.knobs.soft_timeout = Some(timeout);
         self
     }
 
@@ -174,20 +147,20 @@ impl<V> CacheOptions<V> {
     /// fallback, or an error (`try_*` methods), or, with neither, the
     /// computation is not abandoned.
     pub fn hard_timeout(mut self, timeout: Duration) -> Self {
-        self.hard_timeout = Some(timeout);
+        self.knobs.hard_timeout = Some(timeout);
         self
     }
 
     /// Takes up to `percent` of the TTL off at random.
     pub fn jitter(mut self, percent: u8) -> Self {
-        self.jitter = Some(percent);
+        self.knobs.jitter = Some(percent);
         self
     }
 
     /// Stores an `Err` for `ttl` (negative caching), for
     /// `Cache::try_get_or_compute_with_err`.
     pub fn cache_err(mut self, ttl: Duration) -> Self {
-        self.cache_err = Some(ttl);
+        self.knobs.cache_err = Some(ttl);
         self
     }
 
@@ -215,53 +188,28 @@ impl<V> CacheOptions<V> {
         if let Some(ns) = namespace {
             crate::key::validate_namespace(ns)?;
         }
-        if self.ttl.is_zero() {
+        if self.knobs.ttl.is_some_and(|t| t.is_zero()) {
             return Err(Error::invalid("a TTL must be positive"));
         }
-        if self.jitter.is_some_and(|j| j > 100) {
+        if self.knobs.jitter.is_some_and(|j| j > 100) {
             return Err(Error::invalid("jitter is a percentage: at most 100"));
         }
-        let config = &stack.config;
-        Ok(Policy {
+        Ok(Policy::resolve(
             counters,
-            site: None,
-            ttl: self.ttl,
+            None,
             namespace,
-            cache_none: self.cache_none,
-            lock: self.lock.map(|ttl| ttl.unwrap_or(config.lease_ttl)),
-            refresh: self.refresh,
-            stale: self.stale,
-            local: self.local,
-            format: self.format,
-            tags: self.tags.to_vec(),
-            fail_safe: self.fail_safe,
-            throttle: self.fail_safe_throttle.unwrap_or(config.fail_safe_throttle),
-            soft_timeout: self.soft_timeout,
-            hard_timeout: self.hard_timeout,
-            jitter: self.jitter.unwrap_or(config.jitter),
-            cache_err: self.cache_err,
-            scope: Scope::Shared,
-            hooks: self.hooks,
-        })
+            self.knobs,
+            &stack.config,
+            self.tags.to_vec(),
+            self.hooks,
+        ))
     }
 
     /// The same options, for another value type (without hooks).
     pub(crate) fn without_hooks<W>(&self) -> CacheOptions<W> {
         CacheOptions {
-            ttl: self.ttl,
+            knobs: self.knobs,
             tags: self.tags.clone(),
-            cache_none: self.cache_none,
-            lock: self.lock,
-            refresh: self.refresh,
-            stale: self.stale,
-            local: self.local,
-            format: self.format,
-            fail_safe: self.fail_safe,
-            fail_safe_throttle: self.fail_safe_throttle,
-            soft_timeout: self.soft_timeout,
-            hard_timeout: self.hard_timeout,
-            jitter: self.jitter,
-            cache_err: self.cache_err,
             hooks: Hooks::NONE,
         }
     }

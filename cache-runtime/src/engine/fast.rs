@@ -16,7 +16,7 @@ use crate::store::memory::Found;
 /// The value of `site`'s fresh in-process entry at `key`, counted as a hit.
 #[inline]
 pub(crate) fn hit<R, O: Output<R>>(site: &'static Site, key: &str, output: O) -> Option<R> {
-    if site.namespace.is_some() || site.scope != Scope::Shared || super::run::forced() {
+    if site.namespace.is_some() || site.knobs.scope != Scope::Shared || super::run::forced() {
         return None;
     }
     // The sampling decision is only taken (counted) if this path serves
@@ -36,7 +36,7 @@ pub(crate) fn hit<R, O: Output<R>>(site: &'static Site, key: &str, output: O) ->
                 Found::Held(held) => (held, false),
                 Found::Bytes(_) | Found::Absent => return None,
             },
-            None if site.local || stack.config.local.all => {
+            None if site.knobs.local || stack.config.local.all => {
                 (stack.tier.as_ref()?.get(&full)?.0, true)
             }
             None => return None,
@@ -44,7 +44,7 @@ pub(crate) fn hit<R, O: Output<R>>(site: &'static Site, key: &str, output: O) ->
         let value = held.get::<O::Value>()?;
         if let Some(times) = held.times()
             && (stack.clock.now_ms() >= times.soft_ms
-                || matches!(site.refresh, Refresh::Early { .. }))
+                || matches!(site.knobs.refresh, Refresh::Early { .. }))
         {
             // Stale, or maybe due for early refresh: the full path decides.
             return None;

@@ -179,7 +179,7 @@ where
 {
     let encoder = S::payload_fn().map(|payload| crate::local::Encoder {
         payload,
-        format: call.p.format,
+        format: call.p.knobs.format,
         envelope: call.stack.envelope.clone(),
     });
     let weight = S::weight(&value);
@@ -219,7 +219,7 @@ where
         .envelope
         .decode(&call.full, &raw)
         .and_then(|entry| {
-            if entry.codec != call.p.format.codec {
+            if entry.codec != call.p.knobs.format.codec {
                 return Err(crate::Error::Codec("written with another codec".into()));
             }
             Ok((S::decode(&entry.payload, entry.codec)?, entry.meta.times))
@@ -266,18 +266,18 @@ where
         return State::Miss;
     }
     if now >= t.soft_ms {
-        let stale_until = t.soft_ms + p.stale.map_or(0, crate::clock::millis);
+        let stale_until = t.soft_ms + p.knobs.stale.map_or(0, crate::clock::millis);
         // A cached failure (`cache_err`) is never served past its TTL.
         let good = !call.output.failure(value);
-        return if good && p.stale.is_some() && now < stale_until {
+        return if good && p.knobs.stale.is_some() && now < stale_until {
             State::Stale
-        } else if good && p.fail_safe.is_some() {
+        } else if good && p.knobs.fail_safe.is_some() {
             State::Expired
         } else {
             State::Miss
         };
     }
-    if let Refresh::Early { beta } = p.refresh {
+    if let Refresh::Early { beta } = p.knobs.refresh {
         // XFetch: -ln(rand) is exponentially distributed, so the chance to
         // recompute rises as expiry nears, scaled by the computation time.
         let gap = f64::from(t.delta_ms) * beta * -(1.0 - fastrand::f64()).ln();

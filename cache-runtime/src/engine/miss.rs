@@ -161,7 +161,7 @@ where
             return hit(&call.p, None, found.local, call.output.restore(value));
         }
     };
-    let (Some(old), Some(soft)) = (&fallback, call.p.soft_timeout) else {
+    let (Some(old), Some(soft)) = (&fallback, call.p.knobs.soft_timeout) else {
         return run_inline(call, comp, fallback, fence, lease).await;
     };
     match comp.detach() {
@@ -220,6 +220,7 @@ where
     let started = Instant::now();
     let fut = computing(p.counters, fut);
     let timeout = p
+        .knobs
         .hard_timeout
         .filter(|_| has_fallback || call.output.elapsed().is_some());
     let caught = async {
@@ -351,13 +352,13 @@ pub(crate) fn ttl_of<R, O: Output<R>>(
     value: &O::Value,
     is_null: fn(&O::Value) -> bool,
 ) -> Option<Duration> {
-    if !p.cache_none && is_null(value) {
+    if !p.knobs.cache_none && is_null(value) {
         return None;
     }
     if p.hooks.unless.is_some_and(|unless| unless(value)) {
         return None;
     }
-    let mut ttl = match (output.failure(value), p.cache_err) {
+    let mut ttl = match (output.failure(value), p.knobs.cache_err) {
         (true, Some(ttl)) => ttl,
         (true, None) => return None,
         (false, _) => match p.hooks.ttl_from {
@@ -440,14 +441,14 @@ where
     let Fence::Bytes(expected) = fence else {
         return false;
     };
-    let raw = match S::encode(value, call.p.format.codec).and_then(|payload| {
+    let raw = match S::encode(value, call.p.knobs.format.codec).and_then(|payload| {
         let meta = Meta {
             times,
             indexes: Vec::new(),
         };
         call.stack
             .envelope
-            .frame(&call.full, payload, call.p.format, &meta)
+            .frame(&call.full, payload, call.p.knobs.format, &meta)
     }) {
         Ok(raw) => raw,
         Err(e) => {

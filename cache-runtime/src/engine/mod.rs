@@ -87,14 +87,12 @@ pub(crate) const DEFAULT_COMPRESS_ABOVE: u32 = 1024;
 /// is tried again.
 pub(crate) const DEFAULT_FAIL_SAFE_THROTTLE: Duration = Duration::from_secs(30);
 
-/// The policy of one cached function, built by `#[cached]` as a `static`
-/// with these `const` builder methods. Durations left unset take their
-/// value from the [`Config`](crate::Config) at run time.
-#[derive(Debug)]
-pub struct Site {
-    pub(crate) counters: Counters,
+/// The options of a cached computation, as `#[cached]` (through [`Site`])
+/// and [`CacheOptions`](crate::CacheOptions) set them. Unset durations take
+/// their value from the [`Config`](crate::Config) when a call runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Knobs {
     pub(crate) ttl: Option<Duration>,
-    pub(crate) namespace: Option<&'static str>,
     pub(crate) cache_none: bool,
     /// `Some(None)`: a lease of the configured length.
     pub(crate) lock: Option<Option<Duration>>,
@@ -110,6 +108,36 @@ pub struct Site {
     pub(crate) jitter: Option<u8>,
     pub(crate) cache_err: Option<Duration>,
     pub(crate) scope: Scope,
+}
+
+impl Knobs {
+    /// Every option off: JSON, `None` cached, the configured TTL.
+    pub(crate) const DEFAULT: Knobs = Knobs {
+        ttl: None,
+        cache_none: true,
+        lock: None,
+        refresh: Refresh::OnMiss,
+        stale: None,
+        local: false,
+        format: Format::JSON,
+        fail_safe: None,
+        fail_safe_throttle: None,
+        soft_timeout: None,
+        hard_timeout: None,
+        jitter: None,
+        cache_err: None,
+        scope: Scope::Shared,
+    };
+}
+
+/// The policy of one cached function, built by `#[cached]` as a `static`
+/// with these `const` builder methods. Durations left unset take their
+/// value from the [`Config`](crate::Config) at run time.
+#[derive(Debug)]
+pub struct Site {
+    pub(crate) counters: Counters,
+    pub(crate) namespace: Option<&'static str>,
+    pub(crate) knobs: Knobs,
     /// Whether an unstorable value was logged already.
     pub(crate) logged_unstorable: AtomicBool,
 }
@@ -119,28 +147,15 @@ impl Site {
     pub const fn new(name: &'static str) -> Self {
         Site {
             counters: Counters::new(StatsScope::Function, name),
-            ttl: None,
             namespace: None,
-            cache_none: true,
-            lock: None,
-            refresh: Refresh::OnMiss,
-            stale: None,
-            local: false,
-            format: Format::JSON,
-            fail_safe: None,
-            fail_safe_throttle: None,
-            soft_timeout: None,
-            hard_timeout: None,
-            jitter: None,
-            cache_err: None,
-            scope: Scope::Shared,
+            knobs: Knobs::DEFAULT,
             logged_unstorable: AtomicBool::new(false),
         }
     }
 
     /// Entries live `ttl`.
     pub const fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = Some(ttl);
+        self.knobs.ttl = Some(ttl);
         self
     }
 
@@ -157,14 +172,14 @@ impl Site {
 
     /// Whether a `None` result is stored.
     pub const fn cache_none(mut self, cache: bool) -> Self {
-        self.cache_none = cache;
+        self.knobs.cache_none = cache;
         self
     }
 
     /// Takes a cross-process lease to compute: of `ttl`, or of the
     /// configured length (`Config::lease_ttl`) when `None`.
     pub const fn lock(mut self, ttl: Option<Duration>) -> Self {
-        self.lock = Some(ttl);
+        self.knobs.lock = Some(ttl);
         self
     }
 
@@ -175,7 +190,7 @@ impl Site {
 
     /// Recomputes early (XFetch) with `beta`, or [`DEFAULT_BETA`].
     pub const fn refresh_early_beta(mut self, beta: Option<f64>) -> Self {
-        self.refresh = Refresh::Early {
+        self.knobs.refresh = Refresh::Early {
             beta: match beta {
                 Some(b) => b,
                 None => DEFAULT_BETA,
@@ -192,7 +207,7 @@ impl Site {
     /// Serves expired entries for `stale` more while refreshing them in the
     /// background.
     pub const fn stale(mut self, stale: Duration) -> Self {
-        self.stale = Some(stale);
+        self.knobs.stale = Some(stale);
         self
     }
 
@@ -203,26 +218,26 @@ impl Site {
 
     /// Keeps entries in the in-process tier too.
     pub const fn local(mut self, local: bool) -> Self {
-        self.local = local;
+        self.knobs.local = local;
         self
     }
 
     /// The codec and compression.
     pub const fn format(mut self, format: Format) -> Self {
-        self.format = format;
+        self.knobs.format = format;
         self
     }
 
     /// The codec.
     pub const fn codec(mut self, codec: Codec) -> Self {
-        self.format.codec = codec;
+        self.knobs.format.codec = codec;
         self
     }
 
     /// Compresses payloads of at least `above` bytes, or of
     /// [`DEFAULT_COMPRESS_ABOVE`] when `None`.
     pub const fn compress(mut self, above: Option<u32>) -> Self {
-        self.format.compress_above = Some(match above {
+        self.knobs.format.compress_above = Some(match above {
             Some(n) => n,
             None => DEFAULT_COMPRESS_ABOVE,
         });
@@ -232,47 +247,47 @@ impl Site {
     /// Keeps the last good value for `window` past its TTL, to serve when
     /// the computation fails.
     pub const fn fail_safe(mut self, window: Duration) -> Self {
-        self.fail_safe = Some(window);
+        self.knobs.fail_safe = Some(window);
         self
     }
 
     /// After a fail-safe activation, no caller retries the source for
     /// `throttle`.
     pub const fn fail_safe_throttle(mut self, throttle: Duration) -> Self {
-        self.fail_safe_throttle = Some(throttle);
+        self.knobs.fail_safe_throttle = Some(throttle);
         self
     }
 
     /// With a fallback value, callers wait at most `timeout` for the
     /// computation, which goes on in the background.
     pub const fn soft_timeout(mut self, timeout: Duration) -> Self {
-        self.soft_timeout = Some(timeout);
+        self.knobs.soft_timeout = Some(timeout);
         self
     }
 
     /// The computation is abandoned after `timeout`.
     pub const fn hard_timeout(mut self, timeout: Duration) -> Self {
-        self.hard_timeout = Some(timeout);
+        self.knobs.hard_timeout = Some(timeout);
         self
     }
 
     /// Takes up to `percent` of the TTL off at random, so that entries
     /// written together do not expire together.
     pub const fn jitter(mut self, percent: u8) -> Self {
-        self.jitter = Some(percent);
+        self.knobs.jitter = Some(percent);
         self
     }
 
     /// Stores an `Err` for `ttl` (negative caching).
     pub const fn cache_err(mut self, ttl: Duration) -> Self {
-        self.cache_err = Some(ttl);
+        self.knobs.cache_err = Some(ttl);
         self
     }
 
     /// Keeps entries in this process only, at most `max_entries` of them
     /// ([`DEFAULT_MAX_ENTRIES`] when `None`).
     pub const fn process_scope(mut self, max_entries: Option<u64>) -> Self {
-        self.scope = Scope::Process {
+        self.knobs.scope = Scope::Process {
             max_entries: match max_entries {
                 Some(n) => n,
                 None => DEFAULT_MAX_ENTRIES,

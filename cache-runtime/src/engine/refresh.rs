@@ -131,7 +131,7 @@ where
                 .and_then(|e| e.meta.times)
                 .is_some_and(|t| {
                     let now = call.stack.clock.now_ms();
-                    now < t.soft_ms && !matches!(call.p.refresh, super::Refresh::Early { .. })
+                    now < t.soft_ms && !matches!(call.p.knobs.refresh, super::Refresh::Early { .. })
                 });
             (!fresh).then_some(Fence::Bytes(raw))
         }
@@ -180,7 +180,7 @@ where
         }
         None => {
             tracing::warn!(key = %call.full, "background computation failed; the last good value stays");
-            if call.p.fail_safe.is_some() {
+            if call.p.knobs.fail_safe.is_some() {
                 fail_safe(call, old.0.clone(), old.1, fence).await;
             }
             (old.0, false)

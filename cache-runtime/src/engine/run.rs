@@ -10,9 +10,9 @@ use bytes::Bytes;
 use tracing::Instrument;
 
 use super::lookup::{Looked, State, lookup};
-use super::{Computation, Hooks, Output, Refresh, Scope, Site, Storage};
+use super::{Computation, Hooks, Knobs, Output, Refresh, Scope, Site, Storage};
 use crate::bus::Event;
-use crate::codec::{Format, Times};
+use crate::codec::Times;
 use crate::error::Result;
 use crate::fence::{Stamp, Ticket};
 use crate::global::current;
@@ -21,28 +21,20 @@ use crate::stack::{Off, Stack};
 use crate::stats::{Count, Counters};
 use crate::store::memory::MemoryStore;
 
-/// The policy of one call.
+/// The policy of one call: a function's (or a `CacheOptions`') knobs,
+/// with what the configuration fills in resolved.
 #[derive(Debug)]
 pub(crate) struct Policy<V> {
     pub(crate) counters: &'static Counters,
     pub(crate) site: Option<&'static Site>,
-    pub(crate) ttl: Duration,
     pub(crate) namespace: Option<&'static str>,
-    pub(crate) cache_none: bool,
-    pub(crate) lock: Option<Duration>,
-    pub(crate) refresh: Refresh,
-    pub(crate) stale: Option<Duration>,
-    pub(crate) local: bool,
-    pub(crate) format: Format,
     pub(crate) tags: Vec<String>,
-    pub(crate) fail_safe: Option<Duration>,
-    pub(crate) throttle: Duration,
-    pub(crate) soft_timeout: Option<Duration>,
-    pub(crate) hard_timeout: Option<Duration>,
-    pub(crate) jitter: u8,
-    pub(crate) cache_err: Option<Duration>,
-    pub(crate) scope: Scope,
     pub(crate) hooks: Hooks<V>,
+    pub(crate) knobs: Knobs,
+    pub(crate) ttl: Duration,
+    pub(crate) lock: Option<Duration>,
+    pub(crate) throttle: Duration,
+    pub(crate) jitter: u8,
 }
 
 impl<V> Clone for Policy<V> {
@@ -55,33 +47,52 @@ impl<V> Clone for Policy<V> {
 }
 
 impl<V> Policy<V> {
+    /// Resolves `knobs` against `config`.
+    pub(crate) fn resolve(
+        counters: &'static Counters,
+        site: Option<&'static Site>,
+        namespace: Option<&'static str>,
+        knobs: Knobs,
+        config: &crate::Config,
+        tags: Vec<String>,
+        hooks: Hooks<V>,
+    ) -> Self {
+        Policy {
+            counters,
+            site,
+            namespace,
+            tags,
+            hooks,
+            ttl: knobs.ttl.unwrap_or(config.default_ttl),
+            lock: knobs.lock.map(|ttl| ttl.unwrap_or(config.lease_ttl)),
+            throttle: knobs
+                .fail_safe_throttle
+                .unwrap_or(config.fail_safe_throttle),
+            jitter: knobs.jitter.unwrap_or(config.jitter),
+            knobs,
+        }
+    }
+
     /// A plain get-or-compute in `namespace`: JSON, no refresh, no lock.
     pub(crate) fn plain(
         counters: &'static Counters,
         ttl: Duration,
         namespace: Option<&'static str>,
+        config: &crate::Config,
     ) -> Self {
-        Policy {
+        let knobs = Knobs {
+            ttl: Some(ttl),
+            ..Knobs::DEFAULT
+        };
+        Self::resolve(
             counters,
-            site: None,
-            ttl,
+            None,
             namespace,
-            cache_none: true,
-            lock: None,
-            refresh: Refresh::OnMiss,
-            stale: None,
-            local: false,
-            format: Format::JSON,
-            tags: Vec::new(),
-            fail_safe: None,
-            throttle: super::DEFAULT_FAIL_SAFE_THROTTLE,
-            soft_timeout: None,
-            hard_timeout: None,
-            jitter: 0,
-            cache_err: None,
-            scope: Scope::Shared,
-            hooks: Hooks::NONE,
-        }
+            knobs,
+            config,
+            Vec::new(),
+            Hooks::NONE,
+        )
     }
 
     /// The policy of a call of `site`.
@@ -91,45 +102,34 @@ impl<V> Policy<V> {
         tags: Vec<String>,
         hooks: Hooks<V>,
     ) -> Self {
-        let config = &stack.config;
-        Policy {
-            counters: stack.counters(&site.counters),
-            site: Some(site),
-            ttl: site.ttl.unwrap_or(config.default_ttl),
-            namespace: site.namespace,
-            cache_none: site.cache_none,
-            lock: site.lock.map(|ttl| ttl.unwrap_or(config.lease_ttl)),
-            refresh: site.refresh,
-            stale: site.stale,
-            local: site.local,
-            format: site.format,
+        let counters = stack.counters(&site.counters);
+        Self::resolve(
+            counters,
+            Some(site),
+            site.namespace,
+            site.knobs,
+            &stack.config,
             tags,
-            fail_safe: site.fail_safe,
-            throttle: site.fail_safe_throttle.unwrap_or(config.fail_safe_throttle),
-            soft_timeout: site.soft_timeout,
-            hard_timeout: site.hard_timeout,
-            jitter: site.jitter.unwrap_or(config.jitter),
-            cache_err: site.cache_err,
-            scope: site.scope,
             hooks,
-        }
+        )
     }
 
     /// Whether entries carry their times (soft and hard expiry, the
     /// computation's duration).
     pub(crate) fn keeps_times(&self, stack: &Stack) -> bool {
-        self.stale.is_some()
-            || self.fail_safe.is_some()
-            || matches!(self.refresh, Refresh::Early { .. })
+        self.knobs.stale.is_some()
+            || self.knobs.fail_safe.is_some()
+            || matches!(self.knobs.refresh, Refresh::Early { .. })
             || stack.clock.is_virtual()
     }
 
     /// How long past the TTL an entry is kept: for stale serving or
     /// fail-safe.
     pub(crate) fn grace(&self) -> Duration {
-        self.stale
+        self.knobs
+            .stale
             .unwrap_or_default()
-            .max(self.fail_safe.unwrap_or_default())
+            .max(self.knobs.fail_safe.unwrap_or_default())
     }
 }
 
@@ -162,14 +162,14 @@ pub(crate) enum Place {
 
 impl Place {
     pub(crate) fn of<V>(stack: &Stack, p: &Policy<V>) -> Place {
-        if let Scope::Process { max_entries } = p.scope {
+        if let Scope::Process { max_entries } = p.knobs.scope {
             let site = p.site.map_or(0, |s| s as *const Site as usize);
             return Place::Process(stack.process_map(site, max_entries));
         }
         if let Some(memory) = &stack.memory {
             return Place::Memory(memory.clone());
         }
-        let tiered = p.local || stack.config.local.all;
+        let tiered = p.knobs.local || stack.config.local.all;
         Place::Remote(stack.tier.clone().filter(|_| tiered))
     }
 }
@@ -278,7 +278,7 @@ where
 /// keys never carry a generation: their namespaces are invalidated by
 /// pattern, so that sync functions need no I/O.
 async fn full_key<V>(stack: &Stack, p: &Policy<V>, key: String) -> Result<String> {
-    match (p.scope, p.namespace) {
+    match (p.knobs.scope, p.namespace) {
         (Scope::Process { .. }, ns) => Ok(stack.layout.data_key(ns, &key)),
         (Scope::Shared, ns) => stack.store_key(ns, key).await,
     }
@@ -389,9 +389,7 @@ where
     if let Some(hit) = fast_hit(site, &key, output).await {
         return hit;
     }
-    let stack = current().await;
-    let p = Policy::of_site(site, &stack, tags, hooks);
-    run(stack, p, key, output, super::Serde, comp).await
+    of_site(site, key, tags, output, hooks, super::Serde, comp).await
 }
 
 /// The entry point of `#[cached(scope = "process")]` on an `async fn`.
@@ -409,9 +407,28 @@ where
     O::Value: super::ProcessValue,
     C: Computation<R>,
 {
+    of_site(site, key, tags, output, hooks, super::Opaque, comp).await
+}
+
+/// Runs a call of `site` through the engine.
+async fn of_site<R, O, S, C>(
+    site: &'static Site,
+    key: String,
+    tags: Vec<String>,
+    output: O,
+    hooks: Hooks<O::Value>,
+    storage: S,
+    comp: C,
+) -> R
+where
+    R: 'static,
+    O: Output<R>,
+    S: Storage<O::Value>,
+    C: Computation<R>,
+{
     let stack = current().await;
     let p = Policy::of_site(site, &stack, tags, hooks);
-    run(stack, p, key, output, super::Opaque, comp).await
+    run(stack, p, key, output, storage, comp).await
 }
 
 /// The entry of a cached function for some arguments: what typed

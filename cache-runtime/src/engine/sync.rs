@@ -35,7 +35,7 @@ where
         return computing_sync(p.counters, compute);
     }
     let full = stack.layout.data_key(p.namespace, &key);
-    let max_entries = match p.scope {
+    let max_entries = match p.knobs.scope {
         super::Scope::Process { max_entries } => max_entries,
         super::Scope::Shared => super::DEFAULT_MAX_ENTRIES,
     };

@@ -60,7 +60,7 @@ fn memory() -> Arc<Stack> {
 }
 
 fn policy<V>() -> Policy<V> {
-    Policy::plain(&COUNTERS, Duration::from_secs(60), None)
+    Policy::plain(&COUNTERS, Duration::from_secs(60), None, &Config::memory())
 }
 
 async fn get(stack: &Arc<Stack>, p: Policy<u32>, key: &str, value: u32) -> u32 {
@@ -176,7 +176,7 @@ async fn a_stale_entry_is_served_at_once_while_one_task_refreshes_it() {
     for stack in [memory(), remote().1] {
         let mut p = policy::<u32>();
         p.ttl = Duration::from_millis(50);
-        p.stale = Some(Duration::from_secs(30));
+        p.knobs.stale = Some(Duration::from_secs(30));
         let computed = Arc::new(AtomicU32::new(0));
         let slow = |value: u32, computed: Arc<AtomicU32>| {
             Owned(move || async move {
@@ -237,7 +237,7 @@ async fn fail_safe_serves_the_last_good_value_and_throttles_the_source() {
     for stack in [memory(), remote().1] {
         let mut p = policy::<u32>();
         p.ttl = Duration::from_millis(30);
-        p.fail_safe = Some(Duration::from_secs(60));
+        p.knobs.fail_safe = Some(Duration::from_secs(60));
         p.throttle = Duration::from_millis(300);
         let calls = Arc::new(AtomicU32::new(0));
         let call = |ok: bool| {
