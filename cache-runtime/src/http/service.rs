@@ -365,8 +365,9 @@ impl Answer {
                         ttl: Some(ttl),
                         detail: Some("fail-safe"),
                     }
-                } else if stored.stored_ms >= self.started_ms && ttl >= 0 {
-                    // Stored while this request waited: another request's call.
+                } else if stored.stored_ms > self.started_ms && ttl >= 0 {
+                    // Stored after this request came (in a later
+                    // millisecond): it waited for another request's call.
                     CacheStatus::Forward {
                         fwd: self.forward,
                         status: Some(stored.status.as_u16()),
