@@ -118,6 +118,8 @@ on_each_backend!(
     tag_and_namespace_invalidation_make_the_next_get_a_miss,
     a_body_over_the_cap_streams_through_whole,
     the_stats_endpoint_answers_json,
+    a_hard_timeout_answers_504_or_the_copy,
+    lock_makes_one_call_across_processes,
 );
 
 /// The service behind the layer: counts its calls per path, and fails on
@@ -165,6 +167,10 @@ async fn answer(State(origin): State<Arc<Origin>>, request: Request) -> Response
             tokio::time::sleep(Duration::from_millis(300)).await;
             Json(report).into_response()
         }
+        "/slower" => {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            Json(report).into_response()
+        }
         "/big-stream" => {
             let chunks: Vec<Result<Bytes, Infallible>> = big_body()
                 .chunks(16 * 1024)
@@ -191,7 +197,11 @@ struct Server {
 }
 
 async fn serve(layer: CacheLayer) -> Server {
-    let origin = Arc::new(Origin::default());
+    serve_origin(layer, Arc::new(Origin::default())).await
+}
+
+/// [`serve`], with an origin shared with another server.
+async fn serve_origin(layer: CacheLayer, origin: Arc<Origin>) -> Server {
     let app = Router::new()
         .route("/{*path}", get(answer).post(answer))
         .layer(layer)
@@ -684,4 +694,100 @@ async fn the_stats_endpoint_answers_json(ctx: Ctx) {
         .send(server.http.post(format!("{}/cache", server.base)))
         .await;
     assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+async fn a_hard_timeout_answers_504_or_the_copy(_: Ctx) {
+    let server = serve(
+        layer()
+            .ttl(Duration::from_millis(300))
+            .hard_timeout(Duration::from_millis(100)),
+    )
+    .await;
+    let abandoned = server.get("/slower").await;
+    assert_eq!(abandoned.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(
+        abandoned.cache_status(),
+        "cachekit; fwd=miss; detail=timeout"
+    );
+    // With a copy to fall back on, the copy answers.
+    let server = serve(
+        layer()
+            .ttl(Duration::from_millis(300))
+            .fail_safe(Duration::from_secs(60)),
+    )
+    .await;
+    let good = server.get("/slower").await;
+    assert_eq!(good.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let server_slow = serve_origin(
+        layer()
+            .ttl(Duration::from_millis(300))
+            .fail_safe(Duration::from_secs(60))
+            .hard_timeout(Duration::from_millis(100)),
+        server.origin.clone(),
+    )
+    .await;
+    let started = Instant::now();
+    let copy = server_slow.get("/slower").await;
+    assert!(
+        started.elapsed() < Duration::from_millis(290),
+        "not waited for"
+    );
+    assert_eq!(copy.status, StatusCode::OK);
+    assert_eq!(copy.body, good.body);
+    assert!(
+        copy.cache_status().contains("fwd=stale") && copy.cache_status().contains("fail-safe"),
+        "{}",
+        copy.cache_status()
+    );
+}
+
+/// Two processes (two runtimes, each with its own cache on the same Redis
+/// prefix, as two replicas of a service would have): with `lock(true)`
+/// their concurrent cold GETs call the service once in all; without, once
+/// per process.
+async fn lock_makes_one_call_across_processes(ctx: Ctx) {
+    if ctx.backend != Backend::Redis {
+        return;
+    }
+    let other = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    for (lock, path, calls) in [(true, "/slow?locked", 1), (false, "/slow?unlocked", 2)] {
+        let origin = Arc::new(Origin::default());
+        let layer = layer().lock(lock);
+        let here = Arc::new(serve_origin(layer.clone(), origin.clone()).await);
+        let config = cachekit::Config::redis(&shared_server().url()).key_prefix(ctx.prefix.clone());
+        let (cache, there) = other
+            .spawn(async move {
+                let cache = RuntimeCache::with_config(config);
+                (cache, serve_origin(layer, origin).await)
+            })
+            .await
+            .unwrap();
+        let there = Arc::new(there);
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let server = if i % 2 == 0 {
+                here.clone()
+            } else {
+                there.clone()
+            };
+            tasks.push(tokio::spawn(async move { server.get(path).await }));
+        }
+        let mut bodies = Vec::new();
+        for task in tasks {
+            let reply = task.await.unwrap();
+            assert_eq!(reply.status, StatusCode::OK);
+            bodies.push(reply.body);
+        }
+        assert_eq!(here.origin.calls("/slow"), calls, "lock({lock})");
+        if lock {
+            assert!(bodies.iter().all(|b| *b == bodies[0]));
+        }
+        drop(cache);
+    }
+    other.shutdown_background();
 }
