@@ -126,8 +126,13 @@ where
         let status = CacheStatus::forward("request", None).detail("no-store");
         return pass(inner, request, status).await;
     }
-    let (mut parts, body) = request.into_parts();
     let stack = crate::global::current().await;
+    if stack.off.is_some() {
+        // Caching is disabled, or could not start: nothing to read or store.
+        let status = CacheStatus::forward("bypass", None).detail("off");
+        return pass(inner, request, status).await;
+    }
+    let (mut parts, body) = request.into_parts();
     let key = rules::key(&parts, &settings.vary, stack.config.integrity.as_ref());
     let counters = stack.counters(settings.counters);
     let mut policy = match settings
