@@ -36,8 +36,12 @@ use crate::store::redis::RedisStore;
 /// What changed, or whether the process can hear about changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Event {
-    /// These store keys were written or deleted.
+    /// These store keys were invalidated (by cachekit, here or in another
+    /// process).
     Keys(Vec<String>),
+    /// These store keys were written or deleted by some client (a tracking
+    /// message: the client may be this process, writing its own entries).
+    Tracked(Vec<String>),
     /// Every key matching this store pattern was deleted.
     Pattern(String),
     /// The entries recorded under this tag were invalidated.
@@ -78,7 +82,7 @@ pub(crate) fn encode(sender: u64, event: &Event) -> Option<String> {
             namespace,
             generation,
         } => out.push_str(&format!("g\n{namespace}\n{generation}")),
-        Event::Flush | Event::Hearing | Event::Deaf => return None,
+        Event::Tracked(_) | Event::Flush | Event::Hearing | Event::Deaf => return None,
     }
     Some(out)
 }
@@ -268,6 +272,12 @@ impl Bus {
             let mut conn = resp3(node)?
                 .get_multiplexed_async_connection_with_config(&config)
                 .await?;
+            // Named, so that operators (and tests) can tell it apart.
+            let () = redis::cmd("CLIENT")
+                .arg("SETNAME")
+                .arg("cachekit-bus")
+                .query_async(&mut conn)
+                .await?;
             let mut tracking = redis::cmd("CLIENT");
             tracking.arg("TRACKING").arg("ON").arg("BCAST");
             if !self.prefix.is_empty() {
@@ -319,7 +329,7 @@ impl Bus {
                             _ => None,
                         })
                         .collect();
-                    on_event(Event::Keys(keys));
+                    on_event(Event::Tracked(keys));
                 }
                 // A null: the server flushed (FLUSHALL/FLUSHDB).
                 _ => on_event(Event::Flush),

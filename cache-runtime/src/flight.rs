@@ -53,7 +53,15 @@ impl std::fmt::Debug for Outcome {
     }
 }
 
-type Shard = Mutex<HashMap<String, watch::Receiver<Outcome>>>;
+/// A flight under way: where its outcome arrives, and the tag keys its
+/// entry is listed under (so that a tag invalidation can detach it).
+#[derive(Debug)]
+struct Flight {
+    rx: watch::Receiver<Outcome>,
+    tags: Arc<[String]>,
+}
+
+type Shard = Mutex<HashMap<String, Flight>>;
 
 /// A sync flight: its value once done (`None`: nothing to share), and the
 /// condition its followers wait on.
@@ -101,7 +109,7 @@ impl Drop for Leader<'_> {
         self.ended.fetch_add(1, Ordering::AcqRel);
         if shard
             .get(&self.key)
-            .is_some_and(|rx| rx.same_channel(&self.tx.subscribe()))
+            .is_some_and(|f| f.rx.same_channel(&self.tx.subscribe()))
         {
             shard.remove(&self.key);
         }
@@ -134,14 +142,20 @@ impl Flights {
     }
 
     /// Leads the flight of `key`, or follows the one under way.
-    pub(crate) fn join(&self, key: &str) -> Joined<'_> {
+    pub(crate) fn join(&self, key: &str, tags: &[String]) -> Joined<'_> {
         let shard = self.shard(key);
         let mut table = shard.lock().expect("flight table");
-        if let Some(rx) = table.get(key) {
-            return Joined::Follower(rx.clone());
+        if let Some(flight) = table.get(key) {
+            return Joined::Follower(flight.rx.clone());
         }
         let (tx, rx) = watch::channel(Outcome::Running);
-        table.insert(key.to_owned(), rx);
+        table.insert(
+            key.to_owned(),
+            Flight {
+                rx,
+                tags: tags.into(),
+            },
+        );
         Joined::Leader(Leader {
             shard,
             ended: &self.ended,
@@ -153,10 +167,28 @@ impl Flights {
     /// Leads the flight of `key` if none is under way.
     #[cfg(test)]
     pub(crate) fn try_lead(&self, key: &str) -> Option<Leader<'_>> {
-        match self.join(key) {
+        match self.join(key, &[]) {
             Joined::Leader(leader) => Some(leader),
             Joined::Follower(_) => None,
         }
+    }
+
+    /// Detaches the flights an invalidation names, so that a caller who
+    /// comes after it starts a flight of its own instead of following a
+    /// leader that read the source before the write. Their leaders still
+    /// answer the followers that came before (they read before the
+    /// invalidation returned), and their stores are fenced.
+    pub(crate) fn detach(&self, named: Named<'_>) {
+        for shard in &*self.shards {
+            shard
+                .lock()
+                .expect("flight table")
+                .retain(|key, flight| !named.covers(key, &flight.tags));
+        }
+        self.sync
+            .lock()
+            .expect("sync flights")
+            .retain(|key, _| !named.covers(key, &[]));
     }
 
     /// The right to refresh `key` in the background, unless a refresh of
@@ -194,6 +226,25 @@ impl Flights {
             done = ready.wait(done).expect("sync flight");
         }
         SyncJoined::Followed(done.clone().flatten())
+    }
+}
+
+/// What an invalidation names.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Named<'a> {
+    Keys(&'a [String]),
+    Pattern(&'a str),
+    /// A tag, by its store key.
+    Tag(&'a str),
+}
+
+impl Named<'_> {
+    fn covers(&self, key: &str, tags: &[String]) -> bool {
+        match self {
+            Named::Keys(keys) => keys.iter().any(|k| k == key),
+            Named::Pattern(pattern) => crate::key::glob_match(pattern, key),
+            Named::Tag(tag) => tags.iter().any(|t| t == tag),
+        }
     }
 }
 
@@ -321,20 +372,20 @@ mod tests {
     #[tokio::test]
     async fn one_leader_per_key() {
         let flights = Flights::default();
-        let Joined::Leader(leader) = flights.join("a") else {
+        let Joined::Leader(leader) = flights.join("a", &[]) else {
             panic!("first caller leads")
         };
-        let Joined::Follower(rx) = flights.join("a") else {
+        let Joined::Follower(rx) = flights.join("a", &[]) else {
             panic!("second caller follows")
         };
         assert!(
-            matches!(flights.join("b"), Joined::Leader(_)),
+            matches!(flights.join("b", &[]), Joined::Leader(_)),
             "other keys lead at once"
         );
         leader.finish(Outcome::Value(Arc::new(1u8)));
         assert!(matches!(follow(rx).await, Some(Outcome::Value(_))));
         assert!(
-            matches!(flights.join("a"), Joined::Leader(_)),
+            matches!(flights.join("a", &[]), Joined::Leader(_)),
             "finished flights are gone"
         );
     }
@@ -343,12 +394,39 @@ mod tests {
     async fn a_dropped_leader_releases_followers() {
         let flights = Flights::default();
         let leader = flights.try_lead("a").unwrap();
-        let Joined::Follower(rx) = flights.join("a") else {
+        let Joined::Follower(rx) = flights.join("a", &[]) else {
             panic!()
         };
         drop(leader);
         assert!(follow(rx).await.is_none());
         assert!(flights.try_lead("a").is_some());
+    }
+
+    #[tokio::test]
+    async fn an_invalidation_detaches_the_flights_it_names() {
+        let flights = Flights::default();
+        let Joined::Leader(a) = flights.join("user:1", &["#tag:t".into()]) else {
+            panic!()
+        };
+        let Joined::Follower(before) = flights.join("user:1", &[]) else {
+            panic!()
+        };
+        flights.detach(Named::Pattern("user:*"));
+        // A caller after the invalidation leads a flight of its own...
+        let Joined::Leader(b) = flights.join("user:1", &[]) else {
+            panic!("followed a flight that started before the invalidation")
+        };
+        // ... while the old leader still answers those who came before.
+        a.finish(Outcome::Value(Arc::new(1u8)));
+        assert!(matches!(follow(before).await, Some(Outcome::Value(_))));
+        // The old leader's end leaves the new flight in the table.
+        assert!(matches!(flights.join("user:1", &[]), Joined::Follower(_)));
+        drop(b);
+        let Joined::Leader(_tagged) = flights.join("k", &["#tag:t".into()]) else {
+            panic!()
+        };
+        flights.detach(Named::Tag("#tag:t"));
+        assert!(matches!(flights.join("k", &[]), Joined::Leader(_)));
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub use config::{
     BackendConfig, BreakerPolicy, Config, DEFAULT_LEASE_TTL, DEFAULT_TIMEOUT, DEFAULT_TTL,
     LocalTierConfig, RedisUrl, RetryPolicy, Secret, parse_duration,
 };
-pub use engine::Refresh;
+pub use engine::{CacheValue, ProcessValue, Refresh};
 pub use error::{Elapsed, Error, Result};
 pub use global::{Caching, Health, current_config, health, init, shutdown};
 pub use invalidate::{invalidate, invalidate_namespace, invalidate_tag};

@@ -3,8 +3,8 @@
 //! of them is a lookup, a downcast and a clone of the value; nothing is
 //! deserialized.
 //!
-//! [`LocalMap`] is the bounded map (moka) behind the tier and process
-//! scope, fenced (see `fence`) so that a computation or a fill that raced
+//! [`LocalMap`] is the bounded map (quick_cache) behind the tier and
+//! process scope, fenced (see `fence`) so that a computation or a fill that raced
 //! an invalidation never puts back what it invalidated. [`Tier`] adds what
 //! a copy of a shared store needs: a bound on how long a copy lives, and
 //! whether the process can hear about changes at all. While it cannot (its
@@ -16,10 +16,10 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use moka::sync::Cache as Moka;
+use quick_cache::sync::Cache as Map;
 
 use crate::clock::{Clock, millis};
 use crate::codec::{Codec, Envelope, Format, Meta, Times};
@@ -119,27 +119,21 @@ struct Slot {
     expires_ms: u64,
 }
 
-/// Moka's expiry in real time, to free memory; liveness is decided by the
-/// map's clock on each read.
-struct UntilDeadline(Clock);
+/// What a slot costs against a map's bound: its bytes, or 1 (an entry).
+#[derive(Clone)]
+enum ByWeight {
+    Bytes,
+    Entries,
+}
 
-impl moka::Expiry<String, Slot> for UntilDeadline {
-    fn expire_after_create(&self, _: &String, v: &Slot, _: Instant) -> Option<Duration> {
-        Some(Duration::from_millis(
-            v.expires_ms.saturating_sub(self.0.now_ms()),
-        ))
-    }
-
-    fn expire_after_update(
-        &self,
-        _: &String,
-        v: &Slot,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(Duration::from_millis(
-            v.expires_ms.saturating_sub(self.0.now_ms()),
-        ))
+impl quick_cache::Weighter<String, Slot> for ByWeight {
+    fn weight(&self, key: &String, slot: &Slot) -> u64 {
+        match self {
+            ByWeight::Bytes => {
+                (key.len() + crate::store::ENTRY_OVERHEAD) as u64 + u64::from(slot.held.weight())
+            }
+            ByWeight::Entries => 1,
+        }
     }
 }
 
@@ -152,9 +146,10 @@ pub(crate) enum Bound {
     Entries(u64),
 }
 
-/// A bounded, fenced map of held values.
+/// A bounded, fenced map of held values. Expired values are dropped when
+/// read, or evicted like any other once the bound is reached.
 pub(crate) struct LocalMap {
-    map: Moka<String, Slot>,
+    map: Map<String, Slot, ByWeight>,
     fence: Fence,
     clock: Clock,
 }
@@ -162,26 +157,26 @@ pub(crate) struct LocalMap {
 impl fmt::Debug for LocalMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalMap")
-            .field("entries", &self.map.entry_count())
+            .field("entries", &self.map.len())
             .finish()
     }
 }
 
 impl LocalMap {
     pub(crate) fn new(bound: Bound, clock: Clock) -> Self {
-        let builder = Moka::builder()
-            .expire_after(UntilDeadline(clock))
-            .support_invalidation_closures();
         let map = match bound {
-            Bound::Bytes(max) => builder
-                .max_capacity(max)
-                .weigher(|k: &String, v: &Slot| {
-                    u32::try_from(k.len() + crate::store::ENTRY_OVERHEAD)
-                        .unwrap_or(u32::MAX)
-                        .saturating_add(v.held.weight())
-                })
-                .build(),
-            Bound::Entries(max) => builder.max_capacity(max).build(),
+            Bound::Bytes(max) => {
+                let estimated = usize::try_from(max / 1024).unwrap_or(usize::MAX).max(64);
+                Map::with_weighter(estimated, max.max(1), ByWeight::Bytes)
+            }
+            Bound::Entries(max) => {
+                let max = max.max(1);
+                Map::with_weighter(
+                    usize::try_from(max).unwrap_or(usize::MAX),
+                    max,
+                    ByWeight::Entries,
+                )
+            }
         };
         LocalMap {
             map,
@@ -194,7 +189,12 @@ impl LocalMap {
     #[inline]
     pub(crate) fn get(&self, key: &str) -> Option<(Held, u64)> {
         let slot = self.map.get(key)?;
-        (slot.expires_ms > self.clock.now_ms()).then_some((slot.held, slot.expires_ms))
+        let now = self.clock.now_ms();
+        if slot.expires_ms > now {
+            return Some((slot.held, slot.expires_ms));
+        }
+        self.map.remove_if(key, |s: &Slot| s.expires_ms <= now);
+        None
     }
 
     /// A stamp for a fill or computation of `key` about to start.
@@ -211,7 +211,7 @@ impl LocalMap {
         self.map.insert(key.to_owned(), Slot { held, expires_ms });
         // An invalidation between the check and the insert: undo.
         if !self.fence.current(stamp) {
-            self.map.invalidate(key);
+            self.map.remove(key);
             return false;
         }
         true
@@ -221,48 +221,35 @@ impl LocalMap {
     pub(crate) fn remove(&self, key: &str) -> bool {
         self.fence.bump(key);
         let now = self.clock.now_ms();
-        self.map.remove(key).is_some_and(|s| s.expires_ms > now)
+        self.map
+            .remove(key)
+            .is_some_and(|(_, s)| s.expires_ms > now)
     }
 
     /// Drops the copies of `keys`.
     pub(crate) fn evict(&self, keys: &[String]) {
         for key in keys {
             self.fence.bump(key);
-            self.map.invalidate(key.as_str());
+            self.map.remove(key.as_str());
         }
     }
 
     /// Drops the copies of keys matching `pattern`.
     pub(crate) fn evict_matching(&self, pattern: &str) {
         self.fence.bump_all();
-        let pattern = pattern.to_owned();
-        // Registered at once, so no later read returns a matching entry.
-        if self
-            .map
-            .invalidate_entries_if(move |k, _| glob_match(&pattern, k))
-            .is_err()
-        {
-            self.map.invalidate_all();
-        }
+        self.map.retain(|k, _| !glob_match(pattern, k));
     }
 
     /// Drops the entries listed under `tag`.
     pub(crate) fn evict_tag(&self, tag: &str) {
         self.fence.bump_all();
-        let tag = tag.to_owned();
-        if self
-            .map
-            .invalidate_entries_if(move |_, v| v.held.has_tag(&tag))
-            .is_err()
-        {
-            self.map.invalidate_all();
-        }
+        self.map.retain(|_, v| !v.held.has_tag(tag));
     }
 
     /// Drops everything.
     pub(crate) fn clear(&self) {
         self.fence.bump_all();
-        self.map.invalidate_all();
+        self.map.clear();
     }
 }
 

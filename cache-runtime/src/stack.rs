@@ -27,7 +27,7 @@ use crate::clock::Clock;
 use crate::codec::Envelope;
 use crate::config::{BackendConfig, Config};
 use crate::error::{Error, Result};
-use crate::flight::Flights;
+use crate::flight::{Flights, Named};
 use crate::key::{self, Layout};
 use crate::local::{Bound, LocalMap, Tier};
 use crate::resilience::{Breaker, CircuitState, Resilience};
@@ -340,19 +340,25 @@ impl Stack {
     pub(crate) fn apply(&self, event: &Event) {
         match event {
             Event::Keys(keys) => {
-                if let Some(tier) = &self.tier {
-                    tier.evict(keys);
-                }
-                self.for_process_maps(|map| map.evict(keys));
-                self.forget_generations_of(keys);
+                self.flights.detach(Named::Keys(keys));
+                self.evict(keys);
             }
+            // Not the flights: this process's own lease and value writes
+            // come back as tracking messages too, and a flight detached by
+            // its own leader's lease would be flown twice. Its store is
+            // fenced by the write anyway.
+            Event::Tracked(keys) => self.evict(keys),
             Event::Pattern(pattern) => {
+                self.flights.detach(Named::Pattern(pattern));
                 if let Some(tier) = &self.tier {
                     tier.evict_matching(pattern);
                 }
                 self.for_process_maps(|map| map.evict_matching(pattern));
             }
-            Event::Tag(tag) => self.for_process_maps(|map| map.evict_tag(tag)),
+            Event::Tag(tag) => {
+                self.flights.detach(Named::Tag(&self.layout.tag_key(tag)));
+                self.for_process_maps(|map| map.evict_tag(tag));
+            }
             Event::Generation {
                 namespace,
                 generation,
@@ -375,6 +381,16 @@ impl Stack {
         }
     }
 
+    fn evict(&self, keys: &[String]) {
+        if let Some(tier) = &self.tier {
+            tier.evict(keys);
+        }
+        self.for_process_maps(|map| map.evict(keys));
+        self.forget_generations_of(keys);
+    }
+
+    /// Drops every copy (flights stay: a flight in progress answers within
+    /// one computation, like the propagation lag).
     fn forget_everything(&self) {
         if let Some(tier) = &self.tier {
             tier.clear();
@@ -417,7 +433,7 @@ impl Stack {
         match event {
             Event::Generation { .. } => self.apply(event),
             Event::Keys(_) | Event::Pattern(_) | Event::Tag(_) => self.apply(event),
-            Event::Flush | Event::Hearing | Event::Deaf => {}
+            Event::Tracked(_) | Event::Flush | Event::Hearing | Event::Deaf => {}
         }
     }
 

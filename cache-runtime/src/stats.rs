@@ -69,17 +69,28 @@ fn shard_index() -> usize {
 /// [`LATENCY_SAMPLING`] per thread (the first included), so that most hits
 /// read no clock. Means and maxima are over the sampled calls.
 pub(crate) fn sample_latency() -> bool {
-    use std::cell::Cell;
-    thread_local! {
-        static CALLS: Cell<u32> = const { Cell::new(0) };
-    }
+    let sampled = next_sampled();
+    count_call();
+    sampled
+}
+
+thread_local! {
+    static CALLS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether the next call will be sampled, without counting it (the fast
+/// hit path decides before it knows whether it will serve the call).
+#[inline]
+pub(crate) fn next_sampled() -> bool {
     CALLS
-        .try_with(|calls| {
-            let n = calls.get();
-            calls.set(n.wrapping_add(1));
-            n % LATENCY_SAMPLING == 0
-        })
+        .try_with(|calls| calls.get() % LATENCY_SAMPLING == 0)
         .unwrap_or(false)
+}
+
+/// Counts a call towards sampling.
+#[inline]
+pub(crate) fn count_call() {
+    let _ = CALLS.try_with(|calls| calls.set(calls.get().wrapping_add(1)));
 }
 
 /// One call in this many has its latency measured.

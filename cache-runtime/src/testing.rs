@@ -176,6 +176,13 @@ impl Drop for RuntimeCache {
     }
 }
 
+/// The store of the cache in use (the isolated cache's, or the global one),
+/// with its layers (resilience, and an isolated cache's faults): what
+/// [`store::conformance`](crate::store::conformance) checks.
+pub async fn store() -> Arc<dyn crate::Store> {
+    crate::global::current().await.store.clone()
+}
+
 /// Whether a call of a cached function would hit, without running it:
 /// what `assert_cached!(get_user(7))` asks (through the function's hidden
 /// entry). A fresh entry is a hit; an absent, expired, undecodable or

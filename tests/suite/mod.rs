@@ -13,6 +13,7 @@ use tokio::sync::OnceCell;
 
 pub mod cached;
 pub mod conformance;
+pub mod trust;
 
 /// Which backend a binary tests, and how to configure it.
 pub struct Ctx {
@@ -108,6 +109,9 @@ macro_rules! all_tests {
             conformance::undecodable_values_read_as_absent,
             conformance::namespace_invalidation_hides_old_entries,
             conformance::locks_are_exclusive,
+            trust::stale_sets_are_fenced_for_every_invalidation,
+            trust::values_that_do_not_round_trip_are_returned_not_stored,
+            trust::the_store_contract_holds_with_cancellation,
         );
     };
     (@cases $ctx:expr; $($module:ident :: $name:ident),* $(,)?) => {

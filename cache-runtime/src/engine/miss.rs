@@ -66,7 +66,7 @@ where
     C: Computation<R>,
 {
     loop {
-        match call.stack.flights.join(&call.full) {
+        match call.stack.flights.join(&call.full, &tag_keys(call)) {
             Joined::Leader(leader) => {
                 // Another leader may have stored the entry since our read;
                 // if no flight ended since, none did, and a second read

@@ -35,6 +35,7 @@ use crate::error::Elapsed;
 use crate::stats::{Count, Counters, Scope as StatsScope};
 use crate::store::BoxFuture;
 
+mod fast;
 mod lookup;
 mod miss;
 mod refresh;

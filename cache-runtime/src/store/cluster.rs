@@ -115,7 +115,48 @@ pub(crate) struct Shared {
     tuning: Tuning,
     conns: PerRuntime<ClusterConnection>,
     watch: Watch,
+    /// Which primary serves each slot, for batches grouped by node.
+    slots: std::sync::RwLock<Option<SlotMap>>,
 }
+
+/// The primary of every slot range, read with `CLUSTER SLOTS`.
+#[derive(Debug)]
+struct SlotMap {
+    /// `(first slot, last slot, primary address)`, sorted.
+    ranges: Vec<(u16, u16, String)>,
+    read_at: std::time::Instant,
+}
+
+impl SlotMap {
+    /// How long a map is trusted before it is read again.
+    const FRESH_FOR: Duration = Duration::from_secs(5);
+
+    fn node(&self, slot: u16) -> Option<&str> {
+        let i = self.ranges.partition_point(|(_, last, _)| *last < slot);
+        self.ranges
+            .get(i)
+            .filter(|(first, _, _)| *first <= slot)
+            .map(|(_, _, node)| node.as_str())
+    }
+}
+
+/// The slot of a key, as the cluster computes it (hash tags included).
+pub(crate) fn key_slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let hashed = bytes
+        .iter()
+        .position(|b| *b == b'{')
+        .and_then(|open| {
+            let close = bytes[open + 1..].iter().position(|b| *b == b'}')?;
+            (close > 0).then(|| &bytes[open + 1..open + 1 + close])
+        })
+        .unwrap_or(bytes);
+    crc16::State::<crc16::XMODEM>::calculate(hashed) % 16384
+}
+
+/// Keys grouped for a batch: per node, the slots it serves and, per slot,
+/// the positions of its keys in the batch.
+type ByNode = Vec<(u16, Vec<Vec<usize>>)>;
 
 /// What the wedge detection watches: replies, and requests without one.
 #[derive(Debug, Default)]
@@ -158,21 +199,20 @@ impl ClusterStore {
         }
         #[cfg(feature = "tls")]
         protocol::install_crypto_provider();
-        let mut builder = ClusterClientBuilder::new(seeds.iter().map(RedisUrl::expose))
+        let builder = ClusterClientBuilder::new(seeds.iter().map(RedisUrl::expose))
             .connection_timeout(connect_timeout)
             .response_timeout(timeout)
             .retries(CLIENT_RETRIES)
             .min_retry_wait(10)
             .max_retry_wait(200);
         #[cfg(feature = "tls")]
-        if let Some(path) = tls_ca
-            && seeds[0].is_tls()
-        {
-            builder = builder.certs(redis::TlsCertificates {
+        let builder = match tls_ca {
+            Some(path) if seeds[0].is_tls() => builder.certs(redis::TlsCertificates {
                 client_tls: None,
                 root_cert: Some(read_ca(path)?),
-            });
-        }
+            }),
+            _ => builder,
+        };
         let client = builder.build().map_err(|e| {
             // The client's own messages name no secret ("Cannot use
             // different password among initial nodes").
@@ -185,6 +225,7 @@ impl ClusterStore {
                 client,
                 tuning,
                 conns: PerRuntime::default(),
+                slots: std::sync::RwLock::new(None),
                 watch: Watch {
                     last_reply: AtomicU64::new(now_ms()),
                     timeouts: AtomicU32::new(0),
@@ -233,6 +274,171 @@ impl ClusterStore {
         Fut: std::future::Future<Output = Result<T>> + 'a,
     {
         self.shared.call(request)
+    }
+
+    /// The keys of a batch grouped by the primary that serves them, from a
+    /// fresh slot map; `None` if the map cannot be read.
+    async fn by_node(&self, keys: &[String]) -> Option<ByNode> {
+        let stale = self
+            .shared
+            .slots
+            .read()
+            .expect("slot map")
+            .as_ref()
+            .is_none_or(|m| m.read_at.elapsed() > SlotMap::FRESH_FOR);
+        if stale {
+            let map = self.read_slot_map().await.ok()?;
+            *self.shared.slots.write().expect("slot map") = Some(map);
+        }
+        let guard = self.shared.slots.read().expect("slot map");
+        let map = guard.as_ref()?;
+        // Per node: its address, a slot to route by, its slots' keys.
+        type Node<'m> = (&'m str, u16, HashMap<u16, Vec<usize>>);
+        let mut nodes: Vec<Node<'_>> = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let slot = key_slot(key);
+            let node = map.node(slot)?;
+            let at = match nodes.iter().position(|(n, _, _)| *n == node) {
+                Some(at) => at,
+                None => {
+                    nodes.push((node, slot, HashMap::new()));
+                    nodes.len() - 1
+                }
+            };
+            nodes[at].2.entry(slot).or_default().push(i);
+        }
+        Some(
+            nodes
+                .into_iter()
+                .map(|(_, route, slots)| (route, slots.into_values().collect()))
+                .collect(),
+        )
+    }
+
+    async fn read_slot_map(&self) -> Result<SlotMap> {
+        let reply = self
+            .call(|mut conn| async move {
+                Ok(conn
+                    .route_command(
+                        redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+                    )
+                    .await?)
+            })
+            .await?;
+        let bad = || Error::Backend("unexpected CLUSTER SLOTS reply".into());
+        let Value::Array(ranges) = reply else {
+            return Err(bad());
+        };
+        let mut out = Vec::with_capacity(ranges.len());
+        for range in ranges {
+            let Value::Array(fields) = range else {
+                return Err(bad());
+            };
+            let (Some(Value::Int(first)), Some(Value::Int(last)), Some(Value::Array(primary))) =
+                (fields.first(), fields.get(1), fields.get(2))
+            else {
+                return Err(bad());
+            };
+            let host = match primary.first() {
+                Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                Some(Value::SimpleString(s)) => s.clone(),
+                _ => return Err(bad()),
+            };
+            let Some(Value::Int(port)) = primary.get(1) else {
+                return Err(bad());
+            };
+            out.push((*first as u16, *last as u16, format!("{host}:{port}")));
+        }
+        out.sort();
+        Ok(SlotMap {
+            ranges: out,
+            read_at: std::time::Instant::now(),
+        })
+    }
+
+    /// Runs a batch with each node's slots in one pipelined round trip, all
+    /// nodes at once. `add(pipe, positions)` adds the commands of one slot's
+    /// keys (given by their positions in the batch) and returns how many
+    /// replies they make. Returns each slot's positions and replies; `None`
+    /// when the batch must take the client's own per-slot path instead (no
+    /// slot map, or a node answered `MOVED`: the map is read again next
+    /// time).
+    async fn per_node(
+        &self,
+        keys: &[String],
+        add: impl Fn(&mut redis::Pipeline, &[usize]) -> usize,
+    ) -> Option<Vec<(Vec<usize>, Vec<Value>)>> {
+        let groups = self.by_node(keys).await?;
+        let add = &add;
+        let replies = self
+            .call(|conn| async move {
+                try_join_all(groups.into_iter().map(|(route, slots)| {
+                    let mut conn = conn.clone();
+                    let mut pipe = redis::pipe();
+                    let counts: Vec<usize> = slots.iter().map(|p| add(&mut pipe, p)).collect();
+                    async move {
+                        let node = SingleNodeRoutingInfo::SpecificNode(
+                            redis::cluster_routing::Route::new(
+                                route,
+                                redis::cluster_routing::SlotAddr::Master,
+                            ),
+                        );
+                        let total = counts.iter().sum();
+                        let mut replies =
+                            conn.route_pipeline(pipe, 0, total, node).await?.into_iter();
+                        Ok::<_, Error>(
+                            slots
+                                .into_iter()
+                                .zip(counts)
+                                .map(|(positions, n)| {
+                                    (positions, replies.by_ref().take(n).collect())
+                                })
+                                .collect::<Vec<_>>(),
+                        )
+                    }
+                }))
+                .await
+            })
+            .await;
+        match replies {
+            Ok(per_node) => Some(per_node.into_iter().flatten().collect()),
+            Err(e) => {
+                tracing::debug!(error = %e, "a per-node batch failed; using per-slot requests");
+                *self.shared.slots.write().expect("slot map") = None;
+                None
+            }
+        }
+    }
+
+    /// Writes values through the client's per-slot routing (one pipeline
+    /// per slot), then their member sets.
+    async fn write_per_slot(&self, writes: &[Write]) -> Result<()> {
+        self.call(move |conn| async move {
+            // The values first, one pipeline per slot.
+            match writes {
+                [] => return Ok(()),
+                [w] => {
+                    ops::write_if(&mut conn.clone(), w, Condition::Always, &[]).await?;
+                }
+                _ => {
+                    let mut by_slot: HashMap<Slot, redis::Pipeline> = HashMap::new();
+                    for w in writes {
+                        let pipe = by_slot
+                            .entry(Slot::for_key(&w.key))
+                            .or_insert_with(redis::pipe);
+                        protocol::add_write(pipe, w, &[]);
+                    }
+                    try_join_all(by_slot.into_values().map(|pipe| {
+                        let mut conn = conn.clone();
+                        async move { Ok::<_, Error>(pipe.exec_async(&mut conn).await?) }
+                    }))
+                    .await?;
+                }
+            }
+            list(&conn, writes.iter()).await
+        })
+        .await
     }
 
     /// Runs a request that needs every node of the client's slot map (a
@@ -480,37 +686,58 @@ impl Store for ClusterStore {
     }
 
     fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Bytes>>>> {
-        // The client splits a multi-slot MGET per slot and reassembles it.
-        Box::pin(self.call(move |mut conn| async move { ops::get_many(&mut conn, keys).await }))
+        Box::pin(async move {
+            if keys.len() > 1
+                && let Some(replies) = self
+                    .per_node(keys, |pipe, positions| {
+                        pipe.cmd("MGET")
+                            .arg(positions.iter().map(|&i| &keys[i]).collect::<Vec<_>>());
+                        1
+                    })
+                    .await
+            {
+                let mut out = vec![None; keys.len()];
+                for (positions, mut reply) in replies {
+                    let values: Vec<Option<Vec<u8>>> =
+                        redis::FromRedisValue::from_redis_value(reply.pop().unwrap_or(Value::Nil))
+                            .map_err(|e| Error::Backend(format!("MGET reply: {e}")))?;
+                    for (i, value) in positions.into_iter().zip(values) {
+                        out[i] = value.map(Bytes::from);
+                    }
+                }
+                return Ok(out);
+            }
+            // The client splits a multi-slot MGET per slot and reassembles it.
+            self.call(move |mut conn| async move { ops::get_many(&mut conn, keys).await })
+                .await
+        })
     }
 
     fn write<'a>(&'a self, writes: &'a [Write]) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.call(move |conn| async move {
-            // The values first, one pipeline per slot.
-            match writes {
-                [] => return Ok(()),
-                [w] => {
-                    ops::write_if(&mut conn.clone(), w, Condition::Always, &[]).await?;
-                }
-                _ => {
-                    let mut by_slot: HashMap<Slot, redis::Pipeline> = HashMap::new();
-                    for w in writes {
-                        let pipe = by_slot
-                            .entry(Slot::for_key(&w.key))
-                            .or_insert_with(redis::pipe);
-                        protocol::add_write(pipe, w, &[]);
-                    }
-                    try_join_all(by_slot.into_values().map(|pipe| {
-                        let mut conn = conn.clone();
-                        async move { Ok::<_, Error>(pipe.exec_async(&mut conn).await?) }
-                    }))
-                    .await?;
+        Box::pin(async move {
+            if writes.len() > 1 {
+                let keys: Vec<String> = writes.iter().map(|w| w.key.clone()).collect();
+                let written = self
+                    .per_node(&keys, |pipe, positions| {
+                        for &i in positions {
+                            pipe.cmd("SET")
+                                .arg(&writes[i].key)
+                                .arg(writes[i].value.as_ref())
+                                .arg("PX")
+                                .arg(millis(writes[i].ttl));
+                        }
+                        positions.len()
+                    })
+                    .await;
+                if written.is_some() {
+                    return self
+                        .call(move |conn| async move { list(&conn, writes.iter()).await })
+                        .await;
                 }
             }
-            list(&conn, writes.iter()).await
-        }))
+            self.write_per_slot(writes).await
+        })
     }
-
     fn set_nx<'a>(&'a self, write: &'a Write) -> BoxFuture<'a, Result<bool>> {
         Box::pin(self.call(move |conn| async move {
             if !ops::write_if(&mut conn.clone(), write, Condition::Absent, &[]).await? {
@@ -551,8 +778,29 @@ impl Store for ClusterStore {
     }
 
     fn delete<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<u64>> {
-        // The client splits a multi-slot UNLINK per slot and sums the counts.
-        Box::pin(self.call(move |mut conn| async move { ops::delete(&mut conn, keys).await }))
+        Box::pin(async move {
+            if keys.len() > 1
+                && let Some(replies) = self
+                    .per_node(keys, |pipe, positions| {
+                        pipe.cmd("UNLINK")
+                            .arg(positions.iter().map(|&i| &keys[i]).collect::<Vec<_>>());
+                        1
+                    })
+                    .await
+            {
+                let mut deleted = 0;
+                for (_, replies) in replies {
+                    for reply in replies {
+                        deleted += <u64 as redis::FromRedisValue>::from_redis_value(reply)
+                            .map_err(|e| Error::Backend(format!("UNLINK reply: {e}")))?;
+                    }
+                }
+                return Ok(deleted);
+            }
+            // The client splits a multi-slot UNLINK per slot and sums the counts.
+            self.call(move |mut conn| async move { ops::delete(&mut conn, keys).await })
+                .await
+        })
     }
 
     fn expire<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>> {

@@ -1,4 +1,5 @@
-//! The embedded store: a bounded in-memory map (moka) with Redis' semantics
+//! The embedded store: a bounded in-memory map (quick_cache, a sharded
+//! S3-FIFO cache) with Redis' semantics
 //! for every [`Store`] primitive (TTLs, `SET NX`, compare-and-swap,
 //! counters, scored member sets, pattern deletion). The default when no
 //! Redis is configured, and the reference the conformance suite holds the
@@ -12,12 +13,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use moka::ops::compute::Op;
-use moka::sync::Cache as Moka;
+use quick_cache::sync::{Cache as Map, EntryAction, EntryResult};
 
 use super::{BoxFuture, KeyTtl, Store, Swap, Write};
 use crate::clock::{Clock, millis};
@@ -25,9 +26,6 @@ use crate::error::{Error, Result};
 use crate::fence::{Fence, Stamp, Ticket};
 use crate::key::glob_match;
 use crate::local::Held;
-
-/// Keys visited per step of a pattern deletion; the task yields between steps.
-const DELETE_BATCH: usize = 1_000;
 
 #[derive(Clone)]
 enum Value {
@@ -68,40 +66,32 @@ impl Stored {
     }
 }
 
-/// Moka's own expiry, in real time: it frees memory. Whether an entry is
-/// live is decided on each read by the stack's clock, which tests may move
-/// faster than real time; never slower.
-struct ByDeadline(Clock);
+/// What an entry costs against the store's byte bound.
+#[derive(Clone)]
+struct ByWeight;
 
-impl ByDeadline {
-    fn left(&self, value: &Stored) -> Option<Duration> {
-        let now = self.0.now_ms();
-        value
-            .expires_ms
-            .map(|t| Duration::from_millis(t.saturating_sub(now)))
+impl quick_cache::Weighter<String, Stored> for ByWeight {
+    fn weight(&self, key: &String, value: &Stored) -> u64 {
+        u64::from(value.weight(key))
     }
 }
 
-impl moka::Expiry<String, Stored> for ByDeadline {
-    fn expire_after_create(&self, _: &String, value: &Stored, _: Instant) -> Option<Duration> {
-        self.left(value)
-    }
-
-    fn expire_after_update(
-        &self,
-        _: &String,
-        value: &Stored,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        self.left(value)
-    }
+/// What an atomic update of one key does.
+enum Op {
+    Nop,
+    Put(Stored),
+    Remove,
 }
 
 /// The embedded in-memory store.
+///
+/// Expired entries are dropped when they are read, and otherwise evicted
+/// like any entry once the bound is reached (no timer runs): whether an
+/// entry is live is decided on each read by the stack's clock, which tests
+/// may move faster than real time.
 #[derive(Clone)]
 pub struct MemoryStore {
-    map: Moka<String, Stored>,
+    map: Arc<Map<String, Stored, ByWeight>>,
     fence: Arc<Fence>,
     clock: Clock,
 }
@@ -109,8 +99,8 @@ pub struct MemoryStore {
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
-            .field("entries", &self.map.entry_count())
-            .field("bytes", &self.map.weighted_size())
+            .field("entries", &self.map.len())
+            .field("bytes", &self.map.weight())
             .finish()
     }
 }
@@ -143,22 +133,21 @@ impl MemoryStore {
     }
 
     pub(crate) fn with_clock(max_bytes: u64, clock: Clock) -> Self {
+        // quick_cache sizes its tables from an estimate of the entries.
+        let estimated = usize::try_from(max_bytes / 1024)
+            .unwrap_or(usize::MAX)
+            .max(64);
         MemoryStore {
-            map: Moka::builder()
-                .max_capacity(max_bytes)
-                .weigher(|k: &String, v: &Stored| v.weight(k))
-                .expire_after(ByDeadline(clock))
-                .build(),
+            map: Arc::new(Map::with_weighter(estimated, max_bytes.max(1), ByWeight)),
             fence: Arc::new(Fence::default()),
             clock,
         }
     }
 
-    /// Entries currently held (approximate: expired entries linger until
-    /// housekeeping).
+    /// Entries currently held (expired entries linger until read or
+    /// evicted).
     pub fn len(&self) -> u64 {
-        self.map.run_pending_tasks();
-        self.map.entry_count()
+        self.map.len() as u64
     }
 
     /// Whether the store holds nothing.
@@ -168,8 +157,36 @@ impl MemoryStore {
 
     /// Bytes charged against the bound.
     pub fn weighted_size(&self) -> u64 {
-        self.map.run_pending_tasks();
-        self.map.weighted_size()
+        self.map.weight()
+    }
+
+    /// Applies `f` to the live value at `key` (or `None`) atomically with
+    /// respect to every other update of `key`, and returns what it returned.
+    fn update<T>(&self, key: &str, f: impl FnOnce(Option<&Stored>) -> (Op, T)) -> T {
+        let now = self.now();
+        let mut f = Some(f);
+        let mut out = None;
+        let result = self.map.entry(key, None, |_, current| {
+            let live = current.live(now).then_some(&*current);
+            let (op, t) = (f.take().expect("called once"))(live);
+            out = Some(t);
+            match op {
+                Op::Nop => EntryAction::Retain(()),
+                Op::Put(new) => {
+                    *current = new;
+                    EntryAction::Retain(())
+                }
+                Op::Remove => EntryAction::Remove,
+            }
+        });
+        if let EntryResult::Vacant(guard) = result {
+            let (op, t) = (f.take().expect("called once"))(None);
+            out = Some(t);
+            if let Op::Put(new) = op {
+                let _ = guard.insert(new);
+            }
+        }
+        out.expect("the update ran")
     }
 
     fn now(&self) -> u64 {
@@ -182,7 +199,13 @@ impl MemoryStore {
 
     fn live(&self, key: &str) -> Option<Stored> {
         let now = self.now();
-        self.map.get(key).filter(|s| s.live(now))
+        let stored = self.map.get(key)?;
+        if stored.live(now) {
+            return Some(stored);
+        }
+        // Expired: drop it now (no timer does).
+        self.map.remove_if(key, |s: &Stored| !s.live(self.now()));
+        None
     }
 
     fn bytes_of(&self, key: &str, stored: Stored) -> Result<Option<Bytes>> {
@@ -204,42 +227,37 @@ impl MemoryStore {
     fn remove(&self, key: &str) -> bool {
         self.fence.bump(key);
         let now = self.now();
-        self.map.remove(key).is_some_and(|s| s.live(now))
+        self.map.remove(key).is_some_and(|(_, s)| s.live(now))
     }
 
     fn add_member(&self, set: &str, member: &str, expiry_ms: u64, set_deadline: u64) -> Result<()> {
         let now = self.now();
-        let mut result = Ok(());
-        self.map.entry_by_ref(set).and_compute_with(|current| {
-            match current.map(|e| e.into_value()).filter(|s| s.live(now)) {
-                Some(Stored {
-                    value: Value::Set(members),
-                    expires_ms,
-                }) => {
-                    let mut guard = members.lock().expect("set lock");
-                    guard.retain(|_, exp| *exp > now);
-                    guard.insert(member.into(), expiry_ms);
-                    drop(guard);
-                    // A set lives at least as long as its longest-lived member.
-                    Op::Put(Stored {
-                        value: Value::Set(members),
-                        expires_ms: expires_ms.map(|t| t.max(set_deadline)),
-                    })
-                }
-                Some(_) => {
-                    result = Err(wrong_type(set));
-                    Op::Nop
-                }
-                None => Op::Put(Stored {
-                    value: Value::Set(Arc::new(Mutex::new(HashMap::from([(
-                        Box::from(member),
-                        expiry_ms,
-                    )])))),
-                    expires_ms: Some(set_deadline),
-                }),
+        self.update(set, |current| match current {
+            Some(Stored {
+                value: Value::Set(members),
+                expires_ms,
+            }) => {
+                let mut guard = members.lock().expect("set lock");
+                guard.retain(|_, exp| *exp > now);
+                guard.insert(member.into(), expiry_ms);
+                drop(guard);
+                // A set lives at least as long as its longest-lived member.
+                let put = Stored {
+                    value: Value::Set(members.clone()),
+                    expires_ms: expires_ms.map(|t| t.max(set_deadline)),
+                };
+                (Op::Put(put), Ok(()))
             }
-        });
-        result
+            Some(_) => (Op::Nop, Err(wrong_type(set))),
+            None => {
+                let members = HashMap::from([(Box::from(member), expiry_ms)]);
+                let put = Stored {
+                    value: Value::Set(Arc::new(Mutex::new(members))),
+                    expires_ms: Some(set_deadline),
+                };
+                (Op::Put(put), Ok(()))
+            }
+        })
     }
 
     fn list(&self, key: &str, member_of: &[String], ttl: Duration) -> Result<()> {
@@ -312,22 +330,21 @@ impl MemoryStore {
         // listing bumped the epoch, which the checks below see.
         self.list(key, member_of, ttl)?;
         let deadline = self.deadline(ttl);
-        let mut stored = false;
-        self.map.entry_by_ref(key).and_compute_with(|_| {
+        let stored = self.update(key, |_| {
             if self.fence.current(stamp) {
-                stored = true;
-                Op::Put(Stored {
-                    value: value.clone(),
+                let put = Stored {
+                    value,
                     expires_ms: Some(deadline),
-                })
+                };
+                (Op::Put(put), true)
             } else {
-                Op::Nop
+                (Op::Nop, false)
             }
         });
         if stored && !self.fence.current(stamp) {
             // An invalidation bumped between the check and the insert, and
             // may have looked before the insert: undo it.
-            self.map.invalidate(key);
+            self.map.remove(key);
             return Ok(false);
         }
         Ok(stored)
@@ -400,22 +417,17 @@ impl Store for MemoryStore {
 
     fn set_nx<'a>(&'a self, write: &'a Write) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            let now = self.now();
             let deadline = self.deadline(write.ttl);
-            let mut stored = false;
-            self.map
-                .entry_by_ref(&write.key)
-                .and_compute_with(|current| {
-                    if current.is_some_and(|e| e.value().live(now)) {
-                        Op::Nop
-                    } else {
-                        stored = true;
-                        Op::Put(Stored {
-                            value: Value::Bytes(write.value.clone()),
-                            expires_ms: Some(deadline),
-                        })
-                    }
-                });
+            let stored = self.update(&write.key, |current| match current {
+                Some(_) => (Op::Nop, false),
+                None => {
+                    let put = Stored {
+                        value: Value::Bytes(write.value.clone()),
+                        expires_ms: Some(deadline),
+                    };
+                    (Op::Put(put), true)
+                }
+            });
             if stored {
                 self.fence.bump(&write.key);
                 self.list(&write.key, &write.member_of, write.ttl)?;
@@ -432,11 +444,9 @@ impl Store for MemoryStore {
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let now = self.now();
-            let mut swapped = None;
-            self.map.entry_by_ref(key).and_compute_with(|current| {
-                let current = current.map(|e| e.into_value()).filter(|s| s.live(now));
+            let swapped = self.update(key, |current| {
                 let Some(stored) = current else {
-                    return Op::Nop;
+                    return (Op::Nop, None);
                 };
                 let matches = match &stored.value {
                     Value::Bytes(b) => b.as_ref() == expected,
@@ -444,10 +454,9 @@ impl Store for MemoryStore {
                     Value::Set(_) => false,
                 };
                 if !matches {
-                    return Op::Nop;
+                    return (Op::Nop, None);
                 }
-                swapped = Some(swap.clone());
-                match &swap {
+                let op = match &swap {
                     Swap::Set { value, ttl, .. } => Op::Put(Stored {
                         value: Value::Bytes(value.clone()),
                         expires_ms: Some(now + millis(*ttl)),
@@ -461,7 +470,8 @@ impl Store for MemoryStore {
                         value: stored.value.clone(),
                         expires_ms: Some(now + millis(*ttl)),
                     }),
-                }
+                };
+                (op, Some(swap.clone()))
             });
             let Some(swap) = swapped else {
                 return Ok(false);
@@ -481,18 +491,16 @@ impl Store for MemoryStore {
     fn expire<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let now = self.now();
-            let mut found = false;
-            self.map.entry_by_ref(key).and_compute_with(|current| {
-                match current.map(|e| e.into_value()).filter(|s| s.live(now)) {
-                    Some(mut stored) => {
-                        found = true;
-                        stored.expires_ms = Some(now + millis(ttl));
-                        Op::Put(stored)
-                    }
-                    None => Op::Nop,
+            Ok(self.update(key, |current| match current {
+                Some(stored) => {
+                    let put = Stored {
+                        value: stored.value.clone(),
+                        expires_ms: Some(now + millis(ttl)),
+                    };
+                    (Op::Put(put), true)
                 }
-            });
-            Ok(found)
+                None => (Op::Nop, false),
+            }))
         })
     }
 
@@ -511,11 +519,9 @@ impl Store for MemoryStore {
     ) -> BoxFuture<'a, Result<i64>> {
         Box::pin(async move {
             let now = self.now();
-            let mut result = Err(Error::Backend("increment did not run".into()));
-            self.map.entry_by_ref(key).and_compute_with(|current| {
-                let current = current.map(|e| e.into_value()).filter(|s| s.live(now));
+            let result = self.update(key, |current| {
                 let fresh = ttl.map(|t| now + millis(t));
-                let (old, expires_ms) = match &current {
+                let (old, expires_ms) = match current {
                     None => (0, fresh),
                     Some(Stored {
                         value: Value::Bytes(b),
@@ -526,30 +532,25 @@ impl Store for MemoryStore {
                     {
                         Some(n) => (n, expires_ms.or(fresh)),
                         None => {
-                            result = Err(Error::Backend(format!(
+                            let e = Error::Backend(format!(
                                 "ERR value at `{key}` is not an integer or out of range"
-                            )));
-                            return Op::Nop;
+                            ));
+                            return (Op::Nop, Err(e));
                         }
                     },
-                    Some(_) => {
-                        result = Err(wrong_type(key));
-                        return Op::Nop;
-                    }
+                    Some(_) => return (Op::Nop, Err(wrong_type(key))),
                 };
                 match old.checked_add(by) {
                     Some(new) => {
-                        result = Ok(new);
-                        Op::Put(Stored {
+                        let put = Stored {
                             value: Value::Bytes(Bytes::from(new.to_string())),
                             expires_ms,
-                        })
+                        };
+                        (Op::Put(put), Ok(new))
                     }
                     None => {
-                        result = Err(Error::Backend(format!(
-                            "ERR increment at `{key}` would overflow"
-                        )));
-                        Op::Nop
+                        let e = Error::Backend(format!("ERR increment at `{key}` would overflow"));
+                        (Op::Nop, Err(e))
                     }
                 }
             });
@@ -605,20 +606,23 @@ impl Store for MemoryStore {
     fn delete_matching<'a>(&'a self, pattern: &'a str) -> BoxFuture<'a, Result<u64>> {
         Box::pin(async move {
             self.fence.void_matching(pattern);
-            let mut deleted = 0;
-            // moka's iterator is weakly consistent: keys inserted meanwhile may
-            // or may not be seen, like SCAN (and the fence voided the
-            // computations that would insert them).
-            let matching: Vec<Arc<String>> = self
-                .map
-                .iter()
-                .filter_map(|(k, _)| glob_match(pattern, &k).then_some(k))
-                .collect();
-            for batch in matching.chunks(DELETE_BATCH) {
-                deleted += batch.iter().filter(|k| self.remove(k)).count() as u64;
-                tracing::trace!(pattern, deleted, "pattern invalidation progress");
-                tokio::task::yield_now().await;
-            }
+            // Shard by shard, under each shard's write lock: a key inserted
+            // meanwhile in a shard already visited stays (like SCAN), and
+            // the fence voided the computations that would insert them.
+            let now = self.now();
+            let deleted = AtomicU64::new(0);
+            self.map.retain(|key, stored| {
+                if !glob_match(pattern, key) {
+                    return true;
+                }
+                self.fence.bump(key);
+                if stored.live(now) {
+                    deleted.fetch_add(1, Ordering::Relaxed);
+                }
+                false
+            });
+            tokio::task::yield_now().await;
+            let deleted = deleted.load(Ordering::Relaxed);
             Ok(deleted)
         })
     }

@@ -27,8 +27,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use bytes::Bytes;
-
 use crate::error::Result;
 
 pub(crate) mod cluster;
@@ -39,6 +37,8 @@ pub(crate) mod memory;
 pub(crate) mod protocol;
 pub(crate) mod redis;
 
+pub use crate::key::glob_match;
+pub use bytes::Bytes;
 pub use memory::MemoryStore;
 
 /// Heap an in-process entry costs beyond its key and value (moka's entry,

@@ -1,0 +1,157 @@
+//! The embedded default's hit, side by side with the in-memory choices a
+//! Rust user has, on the default multi-thread tokio runtime (what services
+//! run): time per hit at 1 task and at 256 concurrent tasks, over a warm
+//! set of 1,000 records of 113 bytes (the `User` of `support`).
+//!
+//! * `#[cached]` on the embedded store (cachekit's default, no config);
+//! * the `cached` crate's `#[cached(ttl_secs = ...)]` on an `async fn`;
+//! * moka's `future::Cache::get` (a clone of the value);
+//! * a `Mutex<HashMap>` get and clone, the floor of hand-written code.
+//!
+//! `BENCH_ROUNDS` rounds (default 5), each variant's turn in a rotating
+//! order; ratios per round, median and range reported.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use support::{Plan, Report, User, load_user, median, order, per_op, range, ratio_row};
+
+const KEYS: u64 = 1_000;
+const VARIANTS: usize = 4;
+const NAMES: [&str; VARIANTS] = [
+    "cachekit #[cached] (embedded)",
+    "cached crate #[cached]",
+    "moka future::Cache::get",
+    "Mutex<HashMap> get + clone",
+];
+
+#[cachekit::cached(ttl = 3600, key = "user:{id}")]
+async fn ck_user(id: u64) -> User {
+    load_user(id)
+}
+
+#[cached::proc_macro::cached(ttl_secs = 3600)]
+async fn peer_user(id: u64) -> User {
+    load_user(id)
+}
+
+struct Peers {
+    moka: moka::future::Cache<u64, User>,
+    map: Mutex<HashMap<u64, User>>,
+}
+
+async fn call(peers: &Peers, variant: usize, id: u64) -> User {
+    match variant {
+        0 => ck_user(id).await,
+        1 => peer_user(id).await,
+        2 => peers.moka.get(&id).await.expect("warm"),
+        _ => peers
+            .map
+            .lock()
+            .expect("map")
+            .get(&id)
+            .cloned()
+            .expect("warm"),
+    }
+}
+
+/// Time per hit of `variant` with `tasks` tasks making `calls` calls each.
+async fn drive(peers: &Arc<Peers>, variant: usize, tasks: usize, calls: usize) -> Duration {
+    let started = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let peers = peers.clone();
+            tokio::spawn(async move {
+                for i in 0..calls {
+                    let id = (i as u64 * 7 + t as u64) % KEYS;
+                    black_box(call(&peers, variant, id).await);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.expect("bench task");
+    }
+    started.elapsed() / (tasks * calls) as u32
+}
+
+fn main() {
+    let plan = Plan::from_env();
+    let mut report = Report::start(
+        "embedded",
+        "Embedded default hit vs in-memory peers (default multi-thread runtime)",
+        plan,
+    );
+    // The default multi-thread runtime: one worker per core.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let workers = runtime.metrics().num_workers();
+    let peers = Arc::new(Peers {
+        moka: moka::future::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(Duration::from_secs(3600))
+            .build(),
+        map: Mutex::new(HashMap::new()),
+    });
+    runtime.block_on(async {
+        for id in 0..KEYS {
+            ck_user(id).await;
+            peer_user(id).await;
+            peers.moka.insert(id, load_user(id)).await;
+            peers.map.lock().unwrap().insert(id, load_user(id));
+        }
+    });
+    for (tasks, calls) in [(1usize, plan.n(200_000)), (256, plan.n(2_000))] {
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS];
+        for round in 0..plan.rounds {
+            for v in order(round, VARIANTS) {
+                let t = runtime.block_on(drive(&peers, v, tasks, calls));
+                times[v].push(t.as_nanos() as f64);
+            }
+        }
+        let mut rows = Vec::new();
+        for (v, name) in NAMES.iter().enumerate() {
+            let (lo, hi) = range(&times[v]);
+            rows.push(vec![
+                (*name).to_owned(),
+                per_op(Duration::from_nanos(median(&times[v]) as u64)),
+                format!(
+                    "{} – {}",
+                    per_op(Duration::from_nanos(lo as u64)),
+                    per_op(Duration::from_nanos(hi as u64))
+                ),
+            ]);
+        }
+        report.text(&format!(
+            "**{tasks} task(s), {workers} workers: time per hit**"
+        ));
+        report.table(&["variant", "median", "range"], &rows);
+        let ratios = |peer: usize| -> Vec<f64> {
+            times[0]
+                .iter()
+                .zip(&times[peer])
+                .map(|(ck, p)| ck / p)
+                .collect()
+        };
+        let goal_cached = ratios(1);
+        report.text(&format!("**{tasks} task(s): cachekit ÷ peer (per round)**"));
+        report.table(
+            &["cachekit ÷", "median", "range", "goal", "met"],
+            &[
+                ratio_row(
+                    NAMES[1],
+                    &goal_cached,
+                    "≤ 1.0x",
+                    median(&goal_cached) <= 1.0,
+                ),
+                ratio_row(NAMES[2], &ratios(2), "—", true),
+                ratio_row(NAMES[3], &ratios(3), "—", true),
+            ],
+        );
+    }
+    report.finish();
+}
