@@ -15,7 +15,7 @@
 //! `stack`, `store` (the [`Store`] contract and the stores), `local` (decoded
 //! values in process), `bus`, `resilience`, `fence`, `flight`, `engine`,
 //! `cache` (the [`Cache`] handle), `invalidate`, `lock`, `key`, `codec`,
-//! `stats`, [`testing`], and [`http`] (feature `http`: the response-caching
+//! `stats`, [`testing`], and `http` (feature `http`: the response-caching
 //! layer for tower and axum).
 #![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
 
