@@ -2,15 +2,19 @@
 //! duration, uncached against cached, side by side.
 //!
 //! ```text
-//! cargo run --release --example loadgen -- --users 100 --duration 30s --chart docs/loadtest.svg
+//! cargo run --release --features http --example loadgen -- --users 100 --duration 30s --chart docs/loadtest.svg
 //! ```
 //!
-//! With no URL it starts the trading service itself, twice, one after the
-//! other, as child processes of this binary (`loadgen --serve` is the
-//! trading example): first with `CACHE_ENABLED=false`, then with caching
-//! on (Redis when `REDIS_URL` is set, the embedded store otherwise). The
-//! `TRADING_*` variables reach the service, so `TRADING_ROWS=20000` makes a
-//! quick run. Or point it at services already running:
+//! With no URL it starts the trading service itself, once per mode, one
+//! after the other, as child processes of this binary (`loadgen --serve` is
+//! the trading example): by default first with `CACHE_ENABLED=false`, then
+//! with caching on (Redis when `REDIS_URL` is set, the embedded store
+//! otherwise). `--modes uncached,functions,layer` runs those three: the
+//! reads uncached, cached per function (`#[cached]` behind plain handlers,
+//! `CACHE_MODE=functions`), and cached as HTTP responses by
+//! `cachekit::http::CacheLayer` (`CACHE_MODE=layer`). The `TRADING_*`
+//! variables reach the service, so `TRADING_ROWS=20000` makes a quick run.
+//! Or point it at services already running:
 //!
 //! ```text
 //! loadgen --url http://127.0.0.1:3000                  # one service, whatever its mode
@@ -67,10 +71,36 @@ struct Options {
     targets: Targets,
 }
 
+/// How a spawned service caches its reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `CACHE_ENABLED=false`.
+    Uncached,
+    /// `CACHE_MODE=functions`: `#[cached]` views.
+    Functions,
+    /// `CACHE_MODE=layer`: the HTTP layer.
+    Layer,
+}
+
+impl Mode {
+    fn parse_list(list: &str) -> Result<Vec<Mode>, String> {
+        list.split(',')
+            .map(|m| match m.trim() {
+                "uncached" => Ok(Mode::Uncached),
+                "functions" | "cached" => Ok(Mode::Functions),
+                "layer" => Ok(Mode::Layer),
+                other => Err(format!(
+                    "--modes: {other:?} is not uncached, functions or layer"
+                )),
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Targets {
-    /// Start the service in both modes.
-    Spawn,
+    /// Start the service in each of these modes.
+    Spawn(Vec<Mode>),
     /// One running service.
     One(String),
     /// Two running services.
@@ -78,7 +108,8 @@ enum Targets {
 }
 
 const USAGE: &str = "usage: loadgen [--users N] [--duration 30s] [--warmup 2s] [--write-ratio 0.05] \
-[--think 0] [--chart target/loadtest.svg] [--url URL | --uncached-url URL --cached-url URL]";
+[--think 0] [--chart target/loadtest.svg] [--modes uncached,functions,layer] \
+[--url URL | --uncached-url URL --cached-url URL]";
 
 impl Options {
     fn parse() -> Result<Options, String> {
@@ -91,9 +122,10 @@ impl Options {
             think: Duration::ZERO,
             password: env("TRADING_PASSWORD").unwrap_or_else(|| "trading-demo".into()),
             chart: PathBuf::from("target/loadtest.svg"),
-            targets: Targets::Spawn,
+            targets: Targets::Spawn(Vec::new()),
         };
         let (mut url, mut cached, mut uncached) = (env("LOADGEN_URL"), None, None);
+        let mut modes = vec![Mode::Uncached, Mode::Functions];
         if let Some(v) = env("LOADGEN_USERS") {
             o.users = v.parse().map_err(|_| format!("LOADGEN_USERS={v:?}"))?;
         }
@@ -127,6 +159,7 @@ impl Options {
                     }
                 }
                 "--chart" => o.chart = value()?.into(),
+                "--modes" => modes = Mode::parse_list(&value()?)?,
                 "--url" => url = Some(value()?),
                 "--cached-url" => cached = Some(value()?),
                 "--uncached-url" => uncached = Some(value()?),
@@ -138,7 +171,7 @@ impl Options {
             return Err("--users must be at least 1".into());
         }
         o.targets = match (url, uncached, cached) {
-            (None, None, None) => Targets::Spawn,
+            (None, None, None) => Targets::Spawn(modes),
             (Some(url), None, None) => Targets::One(url),
             (None, Some(uncached), Some(cached)) => Targets::Both { uncached, cached },
             _ => {
@@ -156,6 +189,9 @@ impl Options {
 struct Stats {
     cache_enabled: bool,
     cache_backend: String,
+    /// `functions` or `layer` (absent from services that predate it).
+    #[serde(default)]
+    cache_mode: Option<String>,
     db_queries: u64,
 }
 
@@ -265,9 +301,9 @@ async fn run_all(o: &Options) -> Result<Vec<Run>, BoxError> {
         .build()?;
     let mut runs = Vec::new();
     match &o.targets {
-        Targets::Spawn => {
-            for cached in [false, true] {
-                let mut service = Service::start(cached)?;
+        Targets::Spawn(modes) => {
+            for &mode in modes {
+                let mut service = Service::start(mode)?;
                 let result = async {
                     service.ready(&http).await?;
                     measure(o, &http, &service.url).await
@@ -293,20 +329,32 @@ struct Service {
 }
 
 impl Service {
-    fn start(cached: bool) -> Result<Service, BoxError> {
+    fn start(mode: Mode) -> Result<Service, BoxError> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
         let child = Command::new(std::env::current_exe()?)
             .arg("--serve")
             .env("PORT", port.to_string())
-            .env("CACHE_ENABLED", cached.to_string())
+            .env("CACHE_ENABLED", (mode != Mode::Uncached).to_string())
+            .env(
+                "CACHE_MODE",
+                if mode == Mode::Layer {
+                    "layer"
+                } else {
+                    "functions"
+                },
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()?;
         eprintln!(
             "\nstarted the trading service on port {port} (caching {})",
-            if cached { "on" } else { "off" }
+            match mode {
+                Mode::Uncached => "off",
+                Mode::Functions => "on, per function",
+                Mode::Layer => "on, HTTP layer",
+            }
         );
         Ok(Service {
             child,
@@ -373,10 +421,10 @@ struct Tally {
 
 async fn measure(o: &Options, http: &reqwest::Client, url: &str) -> Result<Run, BoxError> {
     let before = stats(http, url).await?;
-    let label = if before.cache_enabled {
-        "cached"
-    } else {
-        "uncached"
+    let label = match (before.cache_enabled, before.cache_mode.as_deref()) {
+        (false, _) => "uncached",
+        (true, Some("layer")) => "cached (layer)",
+        (true, _) => "cached (functions)",
     }
     .to_string();
     let backend = if before.cache_enabled {
@@ -742,8 +790,8 @@ fn report(o: &Options, runs: &[Run]) {
     println!("\nUnloaded, one request at a time (median over up to 20 traders, ms):\n");
     print!("| view |");
     for r in runs {
-        if r.label == "cached" {
-            print!(" cached, miss | cached, hit |");
+        if r.label != "uncached" {
+            print!(" {}, miss | {}, hit |", r.label, r.label);
         } else {
             print!(" {}, 1st read | {}, 2nd read |", r.label, r.label);
         }

@@ -21,7 +21,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 redis-server --version
 
-# Every crate, every test binary, the examples' tests and the doctests.
-cargo test --workspace "$@"
+# Every crate, every test binary, the examples' tests and the doctests;
+# `http` adds the HTTP layer's tests (tests/http.rs) and the trading
+# service's, which cache with it.
+cargo test --workspace --features http "$@"
 # The optional features' own tests.
 cargo test -p cachekit-runtime --features metrics --lib stats "$@"

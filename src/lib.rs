@@ -651,6 +651,67 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## HTTP
+//!
+//! With the `http` feature, `cachekit::http::CacheLayer` caches the
+//! responses of any tower service, axum routers and handlers above all, on
+//! the same engine, store and invalidation as `#[cached]`: `GET` and `HEAD`
+//! responses per path, query and the values of the headers it varies by
+//! (hashed, never in clear), one call of the service for concurrent misses,
+//! `stale`, `fail_safe` and timeouts as above, `Cache-Status` (RFC 9211),
+//! `Age`, a strong `ETag` and `304 Not Modified` from the cache. Entries
+//! live in the layer's namespace, under tags computed from the request, so
+//! that [`invalidate_namespace`] and [`invalidate_tag`] reach them.
+//! `cachekit::http::stats_service()` serves [`stats()`] and [`health()`] as
+//! JSON.
+//!
+//! ```
+//! # #[cfg(feature = "http")]
+//! # mod doc {
+//! use std::time::Duration;
+//! use axum::{Router, http::HeaderMap, routing::get};
+//! use cachekit::http::CacheLayer;
+//!
+//! async fn report(headers: HeaderMap) -> String {
+//!     // an expensive query for the caller
+//! #   let _ = headers;
+//!     "the report".to_owned()
+//! }
+//!
+//! fn app() -> Router {
+//!     Router::new()
+//!         .route("/report", get(report))
+//!         .layer(
+//!             CacheLayer::new()
+//!                 .namespace("web")
+//!                 .ttl(Duration::from_secs(5))
+//!                 .vary_by("authorization")
+//!                 .tags(|request| vec![format!("page:{}", request.uri.path())]),
+//!         )
+//!         .route_service("/cache", cachekit::http::stats_service())
+//! }
+//!
+//! # pub async fn main() {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+//! let url = format!("http://{}/report", listener.local_addr().unwrap());
+//! tokio::spawn(async move { axum::serve(listener, app()).await });
+//!
+//! let first = reqwest::get(&url).await.unwrap();
+//! assert_eq!(first.headers()["cache-status"], "cachekit; fwd=miss; fwd-status=200; stored");
+//! let second = reqwest::get(&url).await.unwrap();
+//! assert!(second.headers()["cache-status"].to_str().unwrap().starts_with("cachekit; hit"));
+//! assert_eq!(second.text().await.unwrap(), "the report");
+//!
+//! cachekit::invalidate_tag("page:/report").await.unwrap(); // the next GET is a miss
+//! # }
+//! # }
+//! # #[tokio::main]
+//! # async fn main() {
+//! #     #[cfg(feature = "http")]
+//! #     doc::main().await;
+//! # }
+//! ```
+//!
 //! ## Observability
 //!
 //! [`stats()`] counts hits, misses, errors, decode failures and latency per

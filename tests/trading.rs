@@ -3,8 +3,11 @@
 //! on write, identical answers cached and uncached, expiry.
 //!
 //! The service is `examples/trading`'s `app()`, seeded small (3,000 rows
-//! over 12 traders) and served on a free port. Each test reads as its own
-//! traders, so tests running side by side never share a cache entry.
+//! over 12 traders) and served on a free port, once per cache mode: its
+//! reads cached per function (`CACHE_MODE=functions`) and as HTTP responses
+//! (`CACHE_MODE=layer`). Every test runs against both, side by side; each
+//! service has its own database. Each test reads as its own traders, so
+//! tests running side by side never share a cache entry.
 
 mod common;
 
@@ -12,7 +15,9 @@ mod common;
 #[allow(dead_code, unreachable_pub)]
 mod trading;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{run, shared_server};
@@ -28,10 +33,16 @@ const VIEWS: [&str; 3] = [
     "/api/v1/guards",
 ];
 
+use trading::CacheMode;
+
 struct Service {
+    mode: CacheMode,
     base: String,
     trading: Arc<trading::Trading>,
     http: reqwest::Client,
+    /// One token per trader: the layer keys on the token, so a trader who
+    /// logged in once keeps reading one entry.
+    tokens: Mutex<HashMap<i64, String>>,
 }
 
 /// cachekit's configuration is process-wide: the test that serves with
@@ -42,35 +53,61 @@ fn cache_config() -> cachekit::Config {
     cachekit::Config::redis(&shared_server().url())
 }
 
-async fn service() -> &'static Service {
-    static SERVICE: OnceCell<Service> = OnceCell::const_new();
-    SERVICE
-        .get_or_init(|| async {
-            cachekit::init(cache_config()).await.expect("cachekit init");
-            let settings = trading::Settings {
-                seed: trading::Seed {
-                    users: 12,
-                    rows: 3_000,
-                },
-                jwt_secret: SECRET.into(),
-                readers: 2,
-                ..trading::Settings::new()
-            };
-            let trading = tokio::task::spawn_blocking(move || trading::Trading::open(&settings))
-                .await
-                .unwrap()
-                .expect("open the trading database");
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let base = format!("http://{}", listener.local_addr().unwrap());
-            let app = trading::app(trading.clone());
-            tokio::spawn(async move { axum::serve(listener, app).await });
-            Service {
-                base,
-                trading,
-                http: reqwest::Client::new(),
-            }
-        })
-        .await
+async fn service(mode: CacheMode) -> &'static Service {
+    static FUNCTIONS: OnceCell<Service> = OnceCell::const_new();
+    static LAYER: OnceCell<Service> = OnceCell::const_new();
+    static INIT: OnceCell<()> = OnceCell::const_new();
+    INIT.get_or_init(|| async {
+        cachekit::init(cache_config()).await.expect("cachekit init");
+    })
+    .await;
+    let cell = match mode {
+        CacheMode::Functions => &FUNCTIONS,
+        CacheMode::Layer => &LAYER,
+    };
+    cell.get_or_init(|| async {
+        let settings = trading::Settings {
+            seed: trading::Seed {
+                users: 12,
+                rows: 3_000,
+            },
+            jwt_secret: SECRET.into(),
+            readers: 2,
+            cache_mode: mode,
+            ..trading::Settings::new()
+        };
+        let trading = tokio::task::spawn_blocking(move || trading::Trading::open(&settings))
+            .await
+            .unwrap()
+            .expect("open the trading database");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = trading::app(trading.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Service {
+            mode,
+            base,
+            trading,
+            http: reqwest::Client::new(),
+            tokens: Mutex::default(),
+        }
+    })
+    .await
+}
+
+const MODES: [CacheMode; 2] = [CacheMode::Functions, CacheMode::Layer];
+
+/// Runs `test` against the service in each cache mode, side by side.
+fn both<F, Fut>(test: F)
+where
+    F: Fn(&'static Service) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    run(async {
+        let _config = CACHE_CONFIG.read().await;
+        let (functions, layer) = (service(MODES[0]).await, service(MODES[1]).await);
+        tokio::join!(test(functions), test(layer));
+    });
 }
 
 /// One response: status, the cache headers, the body.
@@ -79,6 +116,8 @@ struct Reply {
     status: StatusCode,
     cache: String,
     db_queries: u64,
+    /// The layer's `Cache-Status` (layer mode).
+    cache_status: String,
     body: String,
 }
 
@@ -89,8 +128,17 @@ impl Reply {
 }
 
 impl Service {
+    fn trading_mode_name(&self) -> &'static str {
+        self.mode.name()
+    }
+
     fn token(&self, user_id: i64) -> String {
-        self.trading.token(user_id)
+        self.tokens
+            .lock()
+            .unwrap()
+            .entry(user_id)
+            .or_insert_with(|| self.trading.token(user_id))
+            .clone()
     }
 
     async fn get(&self, path: &str, token: Option<&str>) -> Reply {
@@ -103,7 +151,13 @@ impl Service {
 
     async fn view(&self, path: &str, user_id: i64) -> Reply {
         let reply = self.get(path, Some(&self.token(user_id))).await;
-        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.body);
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{:?} {path}: {}",
+            self.mode,
+            reply.body
+        );
         reply
     }
 
@@ -126,12 +180,14 @@ async fn reply(response: reqwest::Response) -> Reply {
     };
     let cache = header("x-cache").unwrap_or_default();
     let db_queries = header("x-db-queries").map_or(0, |v| v.parse().unwrap());
+    let cache_status = header("cache-status").unwrap_or_default();
     let status = response.status();
     let body = response.text().await.expect("body");
     Reply {
         status,
         cache,
         db_queries,
+        cache_status,
         body,
     }
 }
@@ -152,6 +208,24 @@ fn now() -> u64 {
         .as_secs()
 }
 
+/// The PTTL of a view's entry on Redis, in ms.
+fn stored_pttl(svc: &Service, user_id: i64, view: &str) -> i64 {
+    let redis = shared_server();
+    match svc.mode {
+        CacheMode::Functions => redis.cmd(&["PTTL", &redis_key(user_id, view)]),
+        // The layer's key holds a hash of the token, not the trader: every
+        // entry of the view has the same TTL, so the longest-lived stands
+        // for this one.
+        CacheMode::Layer => {
+            let keys: Vec<String> = redis.cmd(&["KEYS", &format!("trading-http*GET {view} *")]);
+            keys.iter()
+                .map(|k| redis.cmd::<i64>(&["PTTL", k]))
+                .max()
+                .unwrap_or(-2)
+        }
+    }
+}
+
 fn redis_key(user_id: i64, view: &str) -> String {
     let name = match view {
         "/api/v1/reconciliation/status" => "reconciliation",
@@ -164,9 +238,7 @@ fn redis_key(user_id: i64, view: &str) -> String {
 
 #[test]
 fn every_endpoint_requires_a_valid_token() {
-    run(async {
-        let _config = CACHE_CONFIG.read().await;
-        let svc = service().await;
+    both(|svc| async move {
         let good = svc.token(1);
         let other_secret = mint(
             "not-the-secret",
@@ -241,9 +313,7 @@ fn every_endpoint_requires_a_valid_token() {
 
 #[test]
 fn login_issues_a_token_for_the_right_password_only() {
-    run(async {
-        let _config = CACHE_CONFIG.read().await;
-        let svc = service().await;
+    both(|svc| async move {
         let login = |username: &str, password: &str| {
             svc.http
                 .post(format!("{}/api/v1/login", svc.base))
@@ -274,16 +344,14 @@ fn login_issues_a_token_for_the_right_password_only() {
 
 #[test]
 fn a_second_read_within_the_ttl_is_a_hit() {
-    run(async {
-        let _config = CACHE_CONFIG.read().await;
-        let svc = service().await;
+    both(|svc| async move {
         let user = 3;
         for path in VIEWS {
             let started = Instant::now();
             let cold = svc.view(path, user).await;
             assert_eq!(cold.cache, "miss", "{path}: the first read runs SQL");
             assert!(cold.db_queries > 0);
-            let pttl: i64 = shared_server().cmd(&["PTTL", &redis_key(user, path)]);
+            let pttl = stored_pttl(svc, user, path);
             assert!(
                 pttl > 0 && pttl <= 5_000,
                 "{path}: stored with the 5 s TTL, PTTL {pttl}"
@@ -298,6 +366,15 @@ fn a_second_read_within_the_ttl_is_a_hit() {
                 assert_eq!(hit.cache, "hit", "{path}: within the TTL");
                 assert_eq!(hit.db_queries, 0, "{path}: a hit runs no SQL");
                 assert_eq!(hit.body, cold.body);
+                if svc.mode == CacheMode::Layer {
+                    let ttl: i64 = hit
+                        .cache_status
+                        .strip_prefix("cachekit; hit; ttl=")
+                        .unwrap_or_else(|| panic!("{path}: {}", hit.cache_status))
+                        .parse()
+                        .unwrap();
+                    assert!((0..=5).contains(&ttl), "{}", hit.cache_status);
+                }
             }
         }
     });
@@ -305,9 +382,7 @@ fn a_second_read_within_the_ttl_is_a_hit() {
 
 #[test]
 fn a_trader_only_ever_sees_their_own_book() {
-    run(async {
-        let _config = CACHE_CONFIG.read().await;
-        let svc = service().await;
+    both(|svc| async move {
         let (a, b) = (4, 5);
         for path in VIEWS {
             // B's answer is cached first; A must still get A's, cached or not.
@@ -381,9 +456,7 @@ fn assert_only_accounts_of(user: i64, value: &Value) {
 
 #[test]
 fn a_write_shows_up_in_the_next_read() {
-    run(async {
-        let _config = CACHE_CONFIG.read().await;
-        let svc = service().await;
+    both(|svc| async move {
         let user = 6;
         let account = format!("{}-1", trading::username(user));
         let before: Vec<Value> = {
@@ -412,11 +485,13 @@ fn a_write_shows_up_in_the_next_read() {
         assert_eq!(written.status, StatusCode::CREATED, "{}", written.body);
         let fill = written.json();
         assert_eq!(fill["status"], "break");
-        for path in VIEWS {
-            assert!(
-                !shared_server().cmd::<bool>(&["EXISTS", &redis_key(user, path)]),
-                "{path}: invalidated by the write"
-            );
+        if svc.mode == CacheMode::Functions {
+            for path in VIEWS {
+                assert!(
+                    !shared_server().cmd::<bool>(&["EXISTS", &redis_key(user, path)]),
+                    "{path}: invalidated by the write"
+                );
+            }
         }
 
         let status = svc.view(VIEWS[0], user).await;
@@ -463,47 +538,74 @@ fn a_write_shows_up_in_the_next_read() {
 #[test]
 fn cached_and_uncached_answers_are_identical() {
     run(async {
-        let svc = service().await;
         let user = 9;
         let mut cached = Vec::new();
         {
             let _config = CACHE_CONFIG.read().await;
-            for path in VIEWS {
-                let cold = svc.view(path, user).await;
-                let hit = svc.view(path, user).await;
-                assert_eq!((cold.cache.as_str(), hit.cache.as_str()), ("miss", "hit"));
-                // The same bytes, not just the same values.
-                assert_eq!(cold.body, hit.body, "{path}");
-                assert_eq!(cold.json(), hit.json(), "{path}");
-                cached.push(hit);
+            for mode in MODES {
+                let svc = service(mode).await;
+                for path in VIEWS {
+                    let cold = svc.view(path, user).await;
+                    let hit = svc.view(path, user).await;
+                    assert_eq!(
+                        (cold.cache.as_str(), hit.cache.as_str()),
+                        ("miss", "hit"),
+                        "{mode:?}"
+                    );
+                    // The same bytes, not just the same values.
+                    assert_eq!(cold.body, hit.body, "{mode:?} {path}");
+                    assert_eq!(cold.json(), hit.json(), "{mode:?} {path}");
+                    cached.push(hit);
+                }
             }
         }
-        // The same service with caching disabled (cachekit's switch, as
+        // The same services with caching disabled (cachekit's switch, as
         // CACHE_ENABLED=false sets it): every read runs its SQL.
         let _config = CACHE_CONFIG.write().await;
         cachekit::init(cache_config().enabled(false)).await.unwrap();
         let mut uncached = Vec::new();
-        for path in VIEWS {
-            let reply = svc.view(path, user).await;
-            assert_eq!(reply.cache, "off");
-            assert!(reply.db_queries > 0);
-            uncached.push(reply);
+        for mode in MODES {
+            let svc = service(mode).await;
+            for path in VIEWS {
+                let reply = svc.view(path, user).await;
+                assert_eq!(reply.cache, "off");
+                assert!(reply.db_queries > 0);
+                if mode == CacheMode::Layer {
+                    assert_eq!(
+                        reply.cache_status,
+                        "cachekit; fwd=bypass; fwd-status=200; detail=off"
+                    );
+                }
+                uncached.push(reply);
+            }
+            let stats: Value = svc
+                .http
+                .get(format!("{}/stats", svc.base))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(stats["cache_enabled"], false);
         }
-        let stats: Value = svc
-            .http
-            .get(format!("{}/stats", svc.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(stats["cache_enabled"], false);
         cachekit::init(cache_config()).await.unwrap();
-        for ((path, hit), fresh) in VIEWS.iter().zip(&cached).zip(&uncached) {
-            assert_eq!(shape(&hit.json()), shape(&fresh.json()), "{path}: schema");
-            assert_eq!(hit.body, fresh.body, "{path}: the same answer");
+        let paths = MODES
+            .iter()
+            .flat_map(|mode| VIEWS.iter().map(move |p| (mode, p)));
+        for (((mode, path), hit), fresh) in paths.zip(&cached).zip(&uncached) {
+            assert_eq!(
+                shape(&hit.json()),
+                shape(&fresh.json()),
+                "{mode:?} {path}: schema"
+            );
+            assert_eq!(hit.body, fresh.body, "{mode:?} {path}: the same answer");
         }
+        // And the same answer in both modes.
+        assert_eq!(
+            cached[..3].iter().map(|r| &r.body).collect::<Vec<_>>(),
+            cached[3..].iter().map(|r| &r.body).collect::<Vec<_>>()
+        );
     });
 }
 
@@ -524,9 +626,7 @@ fn shape(value: &Value) -> Value {
 
 #[test]
 fn entries_expire_after_five_seconds() {
-    run(async {
-        let _config = CACHE_CONFIG.read().await;
-        let svc = service().await;
+    both(|svc| async move {
         let user = 8;
         let path = VIEWS[2];
         let cold = svc.view(path, user).await;
@@ -534,8 +634,10 @@ fn entries_expire_after_five_seconds() {
         assert_eq!(cold.cache, "miss");
         assert_eq!(svc.view(path, user).await.cache, "hit");
         tokio::time::sleep(Duration::from_millis(5_300).saturating_sub(stored.elapsed())).await;
-        let exists: bool = shared_server().cmd(&["EXISTS", &redis_key(user, path)]);
-        assert!(!exists, "Redis dropped the entry after its TTL");
+        if svc.mode == CacheMode::Functions {
+            let exists: bool = shared_server().cmd(&["EXISTS", &redis_key(user, path)]);
+            assert!(!exists, "Redis dropped the entry after its TTL");
+        }
         let expired = svc.view(path, user).await;
         assert_eq!(expired.cache, "miss", "recomputed after the TTL");
         assert_eq!(expired.body, cold.body);
@@ -545,9 +647,7 @@ fn entries_expire_after_five_seconds() {
 
 #[test]
 fn stats_count_reads_hits_and_queries() {
-    run(async {
-        let _config = CACHE_CONFIG.read().await;
-        let svc = service().await;
+    both(|svc| async move {
         let stats = || async {
             svc.http
                 .get(format!("{}/stats", svc.base))
@@ -564,11 +664,105 @@ fn stats_count_reads_hits_and_queries() {
         let after = stats().await;
         let delta = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
         assert_eq!(after["cache_backend"], "redis");
+        assert_eq!(after["cache_mode"], svc.trading_mode_name());
         // Other tests run beside this one: at least ours are counted.
         assert!(delta("reads") >= 2);
         assert!(delta("cache_hits") >= 1);
         assert!(delta("cache_misses") >= 1);
         assert!(delta("db_queries") >= cold.db_queries);
         assert!(delta("cachekit_hits") >= 1);
+        // cachekit's own endpoint: stats and health as JSON.
+        let cache: Value = svc
+            .http
+            .get(format!("{}/cache", svc.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(cache["health"]["backend"], "redis");
+        assert_eq!(cache["health"]["caching"], "on");
+        if svc.mode == CacheMode::Layer {
+            let layer = &cache["stats"]["namespaces"]["trading-http"];
+            assert!(layer["hits"].as_u64().unwrap() >= 1, "{cache}");
+        }
+    });
+}
+
+/// Layer mode keys on the token; the write invalidates the trader's tag,
+/// so every token of the trader sees the write at once. The layer's ETag
+/// answers a conditional read with 304, from the cache.
+#[test]
+fn a_write_reaches_every_token_of_the_trader() {
+    run(async {
+        let _config = CACHE_CONFIG.read().await;
+        let svc = service(CacheMode::Layer).await;
+        let user = 11;
+        let first = svc.token(user);
+        let second = mint(
+            SECRET,
+            json!({"sub": user.to_string(), "iat": now() - 60, "exp": now() + 600}),
+        );
+        assert_ne!(first, second);
+        let path = VIEWS[0];
+        for token in [&first, &second] {
+            assert_eq!(
+                svc.get(path, Some(token)).await.cache,
+                "miss",
+                "an entry per token"
+            );
+            assert_eq!(svc.get(path, Some(token)).await.cache, "hit");
+        }
+        let etag = svc
+            .http
+            .get(format!("{}{path}", svc.base))
+            .bearer_auth(&first)
+            .send()
+            .await
+            .unwrap()
+            .headers()["etag"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let not_modified = svc
+            .http
+            .get(format!("{}{path}", svc.base))
+            .bearer_auth(&first)
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(not_modified.status(), StatusCode::NOT_MODIFIED);
+        assert!(
+            not_modified.headers()["cache-status"]
+                .to_str()
+                .unwrap()
+                .contains("hit")
+        );
+
+        let account = format!("{}-1", trading::username(user));
+        let written = svc
+            .record(
+                user,
+                json!({"account": account, "symbol": "KO", "side": "buy", "quantity": 10, "price": 70.0}),
+            )
+            .await;
+        assert_eq!(written.status, StatusCode::CREATED, "{}", written.body);
+        for token in [&first, &second] {
+            let reply = svc.get(path, Some(token)).await;
+            assert_eq!(reply.cache, "miss", "invalidated by the trader's tag");
+            assert!(reply.db_queries > 0);
+        }
+        // The new answer has a new ETag: the old one no longer matches.
+        let changed = svc
+            .http
+            .get(format!("{}{path}", svc.base))
+            .bearer_auth(&first)
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(changed.status(), StatusCode::OK);
     });
 }

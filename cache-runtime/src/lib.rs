@@ -15,7 +15,8 @@
 //! `stack`, `store` (the [`Store`] contract and the stores), `local` (decoded
 //! values in process), `bus`, `resilience`, `fence`, `flight`, `engine`,
 //! `cache` (the [`Cache`] handle), `invalidate`, `lock`, `key`, `codec`,
-//! `stats`, and [`testing`].
+//! `stats`, [`testing`], and `http` (feature `http`: the response-caching
+//! layer for tower and axum).
 #![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
 
 mod batch;
@@ -30,6 +31,8 @@ mod error;
 mod fence;
 mod flight;
 mod global;
+#[cfg(feature = "http")]
+pub mod http;
 mod invalidate;
 mod key;
 mod local;

@@ -132,6 +132,16 @@ impl RuntimeCache {
         } else {
             Config::memory()
         };
+        RuntimeCache::with_config(config)
+    }
+
+    /// Makes the current runtime's cache from `config` (give a shared
+    /// store a key prefix of its own: `cleanup` deletes everything under it).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, or with an invalid `config`.
+    pub fn with_config(config: Config) -> RuntimeCache {
         let stack = build(config).expect("an isolated cache needs a valid configuration");
         let runtime = tokio::runtime::Handle::current().id();
         BY_RUNTIME

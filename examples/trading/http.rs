@@ -3,7 +3,10 @@
 //! Every read answers with two headers a load generator can count:
 //! `x-cache: hit | miss | off` (whether this request ran SQL, or caching is
 //! disabled) and `x-db-queries: <n>` (the SQL statements it ran). `GET
-//! /stats` has the totals.
+//! /stats` has the totals, `GET /cache` cachekit's own stats and health.
+//!
+//! The reads are cached per function (`views`, `CACHE_MODE=functions`) or
+//! as HTTP responses (`layer`, `CACHE_MODE=layer`).
 
 use std::cell::Cell;
 use std::future::Future;
@@ -22,23 +25,28 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::Trading;
 use super::db::{DbError, REQUEST_QUERIES};
 use super::queries::{NewFill, WriteError};
-use super::views;
+use super::{CacheMode, Trading, layer, views};
 
 pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 pub const X_DB_QUERIES: HeaderName = HeaderName::from_static("x-db-queries");
 
 /// The routes.
 pub fn router(trading: Arc<Trading>) -> Router {
+    let reads = match trading.cache_mode {
+        CacheMode::Functions => Router::new()
+            .route("/api/v1/reconciliation/status", get(reconciliation_status))
+            .route("/api/v1/positions", get(open_positions))
+            .route("/api/v1/guards", get(guard_status)),
+        CacheMode::Layer => layer::routes(trading.clone()),
+    };
     Router::new()
         .route("/health", get(health))
         .route("/stats", get(stats))
+        .route_service("/cache", cachekit::http::stats_service())
         .route("/api/v1/login", post(login))
-        .route("/api/v1/reconciliation/status", get(reconciliation_status))
-        .route("/api/v1/positions", get(open_positions))
-        .route("/api/v1/guards", get(guard_status))
+        .merge(reads)
         .route("/api/v1/reconciliations", post(record_fill))
         .with_state(trading)
 }
@@ -46,9 +54,9 @@ pub fn router(trading: Arc<Trading>) -> Router {
 /// What the service did since it started.
 #[derive(Debug, Default)]
 pub struct Counters {
-    reads: AtomicU64,
-    hits: AtomicU64,
-    misses: AtomicU64,
+    pub reads: AtomicU64,
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
     writes: AtomicU64,
 }
 
@@ -94,7 +102,9 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
-/// The authenticated trader: `Authorization: Bearer <token>`.
+/// The authenticated trader: `Authorization: Bearer <token>`, or the
+/// trader a middleware in front already authenticated.
+#[derive(Debug, Clone, Copy)]
 pub struct Trader(pub i64);
 
 impl FromRequestParts<Arc<Trading>> for Trader {
@@ -104,6 +114,9 @@ impl FromRequestParts<Arc<Trading>> for Trader {
         parts: &mut Parts,
         trading: &Arc<Trading>,
     ) -> Result<Self, Self::Rejection> {
+        if let Some(trader) = parts.extensions.get::<Trader>() {
+            return Ok(*trader);
+        }
         let header = parts
             .headers
             .get(AUTHORIZATION)
@@ -227,7 +240,10 @@ async fn record_fill(
         .map_or(0, |d| d.as_secs() as i64);
     let (result, queries) = REQUEST_QUERIES
         .scope(Cell::new(0), async {
-            let result = views::record_fill(&trading.db, user_id, fill, now).await;
+            let result = match trading.cache_mode {
+                CacheMode::Functions => views::record_fill(&trading.db, user_id, fill, now).await,
+                CacheMode::Layer => layer::record_fill(&trading.db, user_id, fill, now).await,
+            };
             (result, REQUEST_QUERIES.with(Cell::get))
         })
         .await;
@@ -244,7 +260,7 @@ async fn record_fill(
     Ok(response)
 }
 
-fn cache_enabled() -> bool {
+pub fn cache_enabled() -> bool {
     cachekit::current_config().is_none_or(|c| c.is_enabled())
 }
 
@@ -266,6 +282,8 @@ async fn health() -> Json<serde_json::Value> {
 pub struct Stats {
     pub cache_enabled: bool,
     pub cache_backend: String,
+    /// `functions` or `layer`.
+    pub cache_mode: String,
     /// SQL statements run since startup.
     pub db_queries: u64,
     /// Views served, and how: from the cache (hits) or the database (misses).
@@ -274,7 +292,8 @@ pub struct Stats {
     pub cache_misses: u64,
     /// Fills recorded.
     pub writes: u64,
-    /// cachekit's own counters over the three views.
+    /// cachekit's own counters over the three views (their functions, or
+    /// the layer's namespace).
     pub cachekit_hits: u64,
     pub cachekit_misses: u64,
     pub cachekit_errors: u64,
@@ -291,17 +310,21 @@ async fn stats(State(trading): State<Arc<Trading>>) -> Json<Stats> {
     };
     let all = cachekit::stats();
     let (mut hits, mut misses, mut errors) = (0, 0, 0);
-    for (name, counts) in &all.functions {
-        if name.contains("::views::") && !name.ends_with("record_fill") {
-            hits += counts.hits;
-            misses += counts.misses;
-            errors += counts.errors;
-        }
+    let views = all
+        .functions
+        .iter()
+        .filter(|(name, _)| name.contains("::views::") && !name.ends_with("record_fill"))
+        .map(|(_, counts)| counts);
+    for counts in views.chain(all.namespace(layer::NAMESPACE)) {
+        hits += counts.hits;
+        misses += counts.misses;
+        errors += counts.errors;
     }
     let c = &trading.counters;
     Json(Stats {
         cache_enabled: config.is_none_or(|c| c.is_enabled()),
         cache_backend: backend.into(),
+        cache_mode: trading.cache_mode.name().into(),
         db_queries: trading.db.queries(),
         reads: c.reads.load(Ordering::Relaxed),
         cache_hits: c.hits.load(Ordering::Relaxed),

@@ -4,10 +4,17 @@
 //! invalidated when the trader records a fill.
 //!
 //! ```text
-//! cargo run --release --example trading                   # embedded cache store
-//! REDIS_URL=redis://127.0.0.1:6379 cargo run --release --example trading
-//! CACHE_ENABLED=false cargo run --release --example trading   # every read hits SQLite
+//! cargo run --release --features http --example trading                   # embedded cache store
+//! REDIS_URL=redis://127.0.0.1:6379 cargo run --release --features http --example trading
+//! CACHE_ENABLED=false cargo run --release --features http --example trading   # every read hits SQLite
+//! CACHE_MODE=layer cargo run --release --features http --example trading  # HTTP responses cached
 //! ```
+//!
+//! Two ways to cache the three reads, the same answers either way:
+//! `CACHE_MODE=functions` (the default) caches each view's function
+//! (`#[cached]`, `views`); `CACHE_MODE=layer` caches the HTTP responses
+//! with `cachekit::http::CacheLayer`, varying by the trader's token and
+//! tagged by trader (`layer`).
 //!
 //! Then, as trader 7 (every demo trader's password is `trading-demo`):
 //!
@@ -19,20 +26,24 @@
 //! curl localhost:3000/api/v1/reconciliations -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \
 //!     -d '{"account":"trader007-1","symbol":"AAPL","side":"buy","quantity":100,"price":231.5}'
 //! curl localhost:3000/stats
+//! curl localhost:3000/cache        # cachekit's stats and health, as JSON
 //! ```
 //!
 //! Environment: `PORT` (3000), `REDIS_URL` and the other cachekit variables,
 //! `TRADING_ROWS` (1000000), `TRADING_USERS` (250), `TRADING_DB` (a file to
 //! keep the seeded book in and reuse; default a temporary one),
-//! `JWT_SECRET`, `TRADING_PASSWORD` (`trading-demo`).
+//! `JWT_SECRET`, `TRADING_PASSWORD` (`trading-demo`), `CACHE_MODE`
+//! (`functions` or `layer`).
 //!
 //! Layout: `db` (SQLite pool, seeding, query counts), `queries` (the SQL and
-//! the response types), `views` (the cache in front of them), `auth` (JWT),
+//! the response types), `views` (the cache in front of them, per function),
+//! `layer` (the cache in front of the routes, per response), `auth` (JWT),
 //! `http` (routes). `app()` is what the integration tests serve.
 
 mod auth;
 mod db;
 mod http;
+mod layer;
 mod queries;
 mod views;
 
@@ -41,6 +52,36 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use db::{Seed, username};
+
+/// How the three reads are cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheMode {
+    /// Each view's function, `#[cached]` (`views`).
+    Functions,
+    /// The HTTP responses, by `cachekit::http::CacheLayer` (`layer`).
+    Layer,
+}
+
+impl CacheMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            CacheMode::Functions => "functions",
+            CacheMode::Layer => "layer",
+        }
+    }
+}
+
+impl std::str::FromStr for CacheMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<CacheMode, String> {
+        match s.trim() {
+            "functions" => Ok(CacheMode::Functions),
+            "layer" => Ok(CacheMode::Layer),
+            other => Err(format!("{other:?}: say functions or layer")),
+        }
+    }
+}
 
 /// The service's settings (cachekit reads its own: `Config::from_env`).
 #[derive(Debug, Clone)]
@@ -53,6 +94,7 @@ pub struct Settings {
     pub readers: usize,
     pub jwt_secret: String,
     pub password: String,
+    pub cache_mode: CacheMode,
 }
 
 /// The development secret; set `JWT_SECRET` anywhere else.
@@ -71,6 +113,7 @@ impl Settings {
             readers: std::thread::available_parallelism().map_or(4, |n| n.get()),
             jwt_secret: DEV_SECRET.into(),
             password: "trading-demo".into(),
+            cache_mode: CacheMode::Functions,
         }
     }
 
@@ -93,6 +136,7 @@ impl Settings {
         s.db_path = std::env::var_os("TRADING_DB").map(PathBuf::from);
         s.jwt_secret = var("JWT_SECRET")?.unwrap_or(s.jwt_secret);
         s.password = var("TRADING_PASSWORD")?.unwrap_or(s.password);
+        s.cache_mode = var("CACHE_MODE")?.unwrap_or(s.cache_mode);
         if s.seed.users == 0 || s.seed.rows == 0 {
             return Err("TRADING_USERS and TRADING_ROWS must be positive".into());
         }
@@ -112,6 +156,7 @@ pub struct Trading {
     auth: auth::Auth,
     password: String,
     counters: http::Counters,
+    cache_mode: CacheMode,
 }
 
 impl Trading {
@@ -125,6 +170,7 @@ impl Trading {
             auth: auth::Auth::new(settings.jwt_secret.as_bytes(), Duration::from_secs(3600)),
             password: settings.password.clone(),
             counters: http::Counters::default(),
+            cache_mode: settings.cache_mode,
         }))
     }
 
@@ -192,8 +238,13 @@ pub async fn run(
     cachekit::init(cachekit::Config::from_env()?).await?;
     let health = cachekit::health().await;
     eprintln!(
-        "trading: cache {} (enabled: {}, reachable: {}); seeding {} rows for {} traders...",
-        health.backend, health.enabled, health.reachable, settings.seed.rows, settings.seed.users
+        "trading: cache {} (enabled: {}, reachable: {}, mode: {}); seeding {} rows for {} traders...",
+        health.backend,
+        health.enabled,
+        health.reachable,
+        settings.cache_mode.name(),
+        settings.seed.rows,
+        settings.seed.users
     );
     let opening = settings.clone();
     let trading = tokio::task::spawn_blocking(move || Trading::open(&opening)).await??;
