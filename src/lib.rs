@@ -87,7 +87,7 @@
 //!
 //! | option | meaning |
 //! |---|---|
-//! | [`ttl = 5` / `ttl = "90s"`](#ttl) | time to live (`"500ms"`, `"5m"`, `"1h"`, `"1d"`); default `CACHE_DEFAULT_TTL` |
+//! | [`ttl = 5` / `ttl = "90s"`](#ttl) | time to live (`"500ms"`, `"1.5s"`, `"5m"`, `"1h"`, `"1d"`); default `CACHE_DEFAULT_TTL` |
 //! | [`key = "user:{id}"`](#key) | the key template |
 //! | [`namespace = "heroes"`](#namespace) | keys live under `heroes:`, invalidated at once by [`invalidate_namespace`] |
 //! | [`cache_none = false`](#cache_none) | do not store `None` (it is stored by default: it is an answer) |
@@ -97,13 +97,28 @@
 //! | [`stale = "30s"`](#stale) | after the TTL, serve the old value while one caller refreshes |
 //! | [`local = true`](#local) | keep hot entries in the in-process tier too |
 //! | [`codec = "msgpack"`, `compress = true`](#codec-and-compress) | MessagePack, LZ4 above 1 KiB (features `msgpack`, `lz4`) |
+//! | [`fail_safe = "1h"`, `fail_safe_throttle = "30s"`](#fail_safe-and-fail_safe_throttle) | when the computation fails, serve the last good value (kept this long past its TTL), and leave the source alone for the throttle |
+//! | [`soft_timeout = "100ms"`](#soft_timeout) | with a value to fall back on, callers wait at most this long; the computation finishes in the background |
+//! | [`hard_timeout = "2s"`](#hard_timeout) | abandon the computation: the fallback, or `Err(E::from(cachekit::Elapsed))` |
+//! | [`cache_err = "5s"`](#cache_err) | store an `Err` too, for this long (negative caching) |
+//! | [`jitter = "10%"`](#jitter) | take up to this share off each entry's TTL, so that entries written together do not expire together |
+//! | [`unless = \|r: &Report\| r.partial`, `ttl_from = ...`](#unless-and-ttl_from) | do not store a value for which the closure says so; take each value's TTL from it |
+//! | [`scope = "process"`, `max_entries = 10_000`](#scope--process-and-max_entries) | keep entries in this process only: no serde, no I/O, at most so many; the one scope of a plain `fn` |
 //! | [`batch = ids`](#batch) | one entry per id of a collection parameter, one round trip for all |
 //! | [`companions = false`](#companions) | do not generate `name_key`, `name_refresh`, `name_invalidate` |
 //! | [`crate = "path"`](#crate) | where cachekit is, if renamed |
 //!
-//! `Result<T, E>` stores only `Ok`. Concurrent misses of one key share one
-//! computation. [`Cache::get_or_compute`] is the same engine for keys built
-//! at run time.
+//! `Result<T, E>` stores only `Ok` (unless `cache_err`). Concurrent misses
+//! of one key share one computation. [`Cache::get_or_compute`] and
+//! [`Cache::get_or_compute_with`] (with [`CacheOptions`], every option
+//! above but `scope`) are the same engine for keys built at run time.
+//!
+//! Durations are seconds (`5`) or strings with a unit, read by the runtime's
+//! one parser (the one `CACHE_DEFAULT_TTL` goes through) at compile time: a
+//! string that is not a duration does not compile. Options given without
+//! their value (`lock = true` without `lock_ttl`, `refresh = "early"`
+//! without `beta`, `compress = true`, `scope = "process"` without
+//! `max_entries`) take the runtime's defaults.
 //!
 //! ### `ttl`
 //!
@@ -236,8 +251,9 @@
 //!
 //! ### `lock` and `lock_ttl`
 //!
-//! On a miss, one process computes, under a lease of `lock_ttl` (default
-//! 5 s); the others wait for its value. By hand, with [`lock()`]:
+//! On a miss, one process computes, under a lease of `lock_ttl` (default:
+//! the configured [`Config::lease_ttl`], 5 s); the others wait for its
+//! value. By hand, with [`lock()`]:
 //!
 //! ```
 //! use std::time::Duration;
@@ -291,17 +307,80 @@
 //! ### `stale`
 //!
 //! Past its TTL, an entry is served for `stale` more while one caller
-//! refreshes it; a computation that fails or times out falls back to it.
+//! refreshes it in the background; a computation that fails or times out
+//! falls back to it.
 //!
 //! ```
-//! use cachekit::cached;
+//! use std::time::Duration;
+//! use cachekit::{Cache, CacheOptions, cached};
 //!
-//! #[cached(ttl = 5, stale = "1m", key = "feed:{user}")]
-//! async fn feed(user: u64) -> Vec<u64> {
-//!     vec![user]
+//! #[cached(ttl = 5, stale = "1m", namespace = "feeds", key = "feed:{user}")]
+//! async fn feed(user: &str) -> Vec<String> {
+//!     vec![format!("post for {user}")]
+//! }
+//!
+//! // The same, written by hand:
+//! static FEEDS: Cache = Cache::new("feeds", Duration::from_secs(5));
+//! async fn feed_by_hand(user: &str) -> Vec<String> {
+//!     let options = CacheOptions::new(Duration::from_secs(5)).stale(Duration::from_secs(60));
+//!     let key = format!("feed:{}", cachekit::render_key(user));
+//!     let user = user.to_owned(); // the refresh runs on its own task
+//!     FEEDS
+//!         .get_or_compute_with(&key, &options, move || async move { vec![format!("post for {user}")] })
+//!         .await
 //! }
 //! # #[tokio::main] async fn main() {
-//! assert_eq!(feed(1).await, vec![1]);
+//! assert_eq!(feed("ada").await, vec!["post for ada".to_owned()]);
+//! assert_eq!(feed_by_hand("ada").await, vec!["post for ada".to_owned()]);
+//! # }
+//! ```
+//!
+//! #### Arguments of a computation that runs on its own task
+//!
+//! With `stale`, `refresh = "early"` or `soft_timeout`, the computation may
+//! outlive the call, so it owns copies of the arguments, made only when it
+//! runs (a hit copies nothing): a value moves in, and a `&T` (`&str`,
+//! `&[T]`) is copied with `ToOwned` (a `Clone`) and lent to the body as
+//! before, which is unchanged. A parameter that cannot be copied is a
+//! compile error that says what to write: `&mut T`, `impl Trait`, a type
+//! that borrows (`Cow<'a, str>`), a pattern (`(a, b): (u8, u8)`).
+//!
+//! A method cannot lend `&self` to another task. Take `self: Arc<Self>`, or
+//! make the type a cheap `Clone` handle (its state in an `Arc`) and take
+//! `self`:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use cachekit::cached;
+//!
+//! struct Catalog {
+//!     region: String,
+//! }
+//!
+//! impl Catalog {
+//!     #[cached(ttl = 5, stale = "1m", key = "catalog:{self.region}:{id}")]
+//!     async fn item(self: Arc<Self>, id: u64) -> String {
+//!         format!("{}/{id}", self.region)
+//!     }
+//! }
+//!
+//! /// A handle: cloning it clones an `Arc`.
+//! #[derive(Clone)]
+//! struct Prices {
+//!     inner: Arc<Catalog>,
+//! }
+//!
+//! impl Prices {
+//!     #[cached(ttl = 5, refresh = "early", key = "price:{self.inner.region}:{id}")]
+//!     async fn price(self, id: u64) -> u64 {
+//!         id * 100
+//!     }
+//! }
+//! # #[tokio::main] async fn main() {
+//! let catalog = Arc::new(Catalog { region: "eu".into() });
+//! assert_eq!(catalog.clone().item(7).await, "eu/7");
+//! let prices = Prices { inner: catalog };
+//! assert_eq!(prices.clone().price(7).await, 700);
 //! # }
 //! ```
 //!
@@ -345,6 +424,296 @@
 //! assert_eq!(document(2).await.len(), 2);
 //! # }
 //! ```
+//!
+//! ### `fail_safe` and `fail_safe_throttle`
+//!
+//! The last good value is kept for `fail_safe` past its TTL. When the
+//! computation fails (an `Err`, a panic, a hard timeout), callers get that
+//! value instead, and it is served as fresh for `fail_safe_throttle`
+//! (default 30 s, [`Config::fail_safe_throttle`]) before anyone tries the
+//! source again: a failing source is called once per throttle, not once per
+//! call.
+//!
+//! ```
+//! use std::time::Duration;
+//! use cachekit::{Cache, CacheOptions, cached};
+//!
+//! #[derive(Debug)]
+//! struct Upstream;
+//!
+//! impl From<cachekit::Error> for Upstream {
+//!     fn from(_: cachekit::Error) -> Self {
+//!         Upstream
+//!     }
+//! }
+//!
+//! #[cached(ttl = 5, fail_safe = "1h", fail_safe_throttle = "30s", namespace = "fx", key = "rate:{currency}")]
+//! async fn rate(currency: &str) -> Result<f64, Upstream> {
+//!     Ok(1.08) // an upstream that sometimes fails
+//! }
+//!
+//! // The same, written by hand:
+//! static FX: Cache = Cache::new("fx", Duration::from_secs(5));
+//! async fn rate_by_hand(currency: &str) -> Result<f64, Upstream> {
+//!     let options = CacheOptions::new(Duration::from_secs(5))
+//!         .fail_safe(Duration::from_secs(3600))
+//!         .fail_safe_throttle(Duration::from_secs(30));
+//!     let key = format!("rate:{}", cachekit::render_key(currency));
+//!     FX.try_get_or_compute_with(&key, &options, || async { Ok(1.08) }).await
+//! }
+//! # #[tokio::main] async fn main() {
+//! assert_eq!(rate("EUR").await.unwrap(), 1.08);
+//! assert_eq!(rate_by_hand("EUR").await.unwrap(), 1.08);
+//! # }
+//! ```
+//!
+//! `fail_safe` alone keeps the computation in the caller's future: its
+//! arguments need not be owned.
+//!
+//! ### `soft_timeout`
+//!
+//! When there is a value to fall back on (an expired entry kept by `stale`
+//! or `fail_safe`), callers wait at most `soft_timeout` for the
+//! computation: then they get that value, and the computation goes on in
+//! the background and stores its result. Without a fallback it would do
+//! nothing, so it needs `stale` or `fail_safe`.
+//!
+//! ```
+//! use std::time::Duration;
+//! use cachekit::{Cache, CacheOptions, cached};
+//!
+//! #[cached(ttl = 60, fail_safe = "1h", soft_timeout = "100ms", namespace = "search", key = "results:{query}")]
+//! async fn results(query: &str) -> Vec<String> {
+//!     vec![query.to_uppercase()] // usually fast, sometimes very slow
+//! }
+//!
+//! // The same, written by hand:
+//! static SEARCH: Cache = Cache::new("search", Duration::from_secs(60));
+//! async fn results_by_hand(query: &str) -> Vec<String> {
+//!     let options = CacheOptions::new(Duration::from_secs(60))
+//!         .fail_safe(Duration::from_secs(3600))
+//!         .soft_timeout(Duration::from_millis(100));
+//!     let key = format!("results:{}", cachekit::render_key(query));
+//!     let query = query.to_owned(); // it may finish on its own task
+//!     SEARCH
+//!         .get_or_compute_with(&key, &options, move || async move { vec![query.to_uppercase()] })
+//!         .await
+//! }
+//! # #[tokio::main] async fn main() {
+//! assert_eq!(results("rust").await, vec!["RUST".to_owned()]);
+//! assert_eq!(results_by_hand("rust").await, vec!["RUST".to_owned()]);
+//! # }
+//! ```
+//!
+//! ### `hard_timeout`
+//!
+//! The computation is abandoned after `hard_timeout`: the caller gets the
+//! fallback if there is one (`stale`, `fail_safe`), and otherwise
+//! `Err(E::from(cachekit::Elapsed))`. The function returns `Result<T, E>`
+//! with `impl From<cachekit::Elapsed> for E` (the compiler says so
+//! otherwise); [`Error`] is one.
+//!
+//! ```
+//! use std::time::Duration;
+//! use cachekit::{Cache, CacheOptions, cached};
+//!
+//! #[cached(ttl = 60, hard_timeout = "100ms", namespace = "quotes", key = "quote:{symbol}")]
+//! async fn quote(symbol: &str) -> Result<f64, cachekit::Error> {
+//!     tokio::time::sleep(Duration::from_secs(10)).await; // a stuck upstream
+//!     Ok(42.0)
+//! }
+//!
+//! // The same, written by hand (its error is `Error::Timeout` too):
+//! static QUOTES: Cache = Cache::new("quotes", Duration::from_secs(60));
+//! async fn quote_by_hand(symbol: &str) -> Result<f64, cachekit::Error> {
+//!     let options = CacheOptions::new(Duration::from_secs(60)).hard_timeout(Duration::from_millis(100));
+//!     let key = format!("quote:{}", cachekit::render_key(symbol));
+//!     QUOTES
+//!         .try_get_or_compute_with(&key, &options, || async {
+//!             tokio::time::sleep(Duration::from_secs(10)).await;
+//!             Ok(42.0)
+//!         })
+//!         .await
+//! }
+//! # #[tokio::main] async fn main() {
+//! assert!(matches!(quote("ACME").await, Err(cachekit::Error::Timeout { .. })));
+//! assert!(matches!(quote_by_hand("ACME").await, Err(cachekit::Error::Timeout { .. })));
+//! # }
+//! ```
+//!
+//! ### `cache_err`
+//!
+//! An `Err` is stored too, for `cache_err` (the TTL of an `Ok` stays
+//! `ttl`): a lookup that fails, say for an unknown id, is not repeated on
+//! every call. The whole `Result` is stored, so `E` is cloneable and serde
+//! as `T` is; `cache_err` on a function that does not return a `Result`
+//! does not compile.
+//!
+//! ```
+//! use std::time::Duration;
+//! use cachekit::{Cache, CacheOptions, cached};
+//!
+//! #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+//! enum LookupError {
+//!     NotFound,
+//!     Cache,
+//! }
+//!
+//! impl From<cachekit::Error> for LookupError {
+//!     fn from(_: cachekit::Error) -> Self {
+//!         LookupError::Cache
+//!     }
+//! }
+//!
+//! #[cached(ttl = 300, cache_err = "5s", namespace = "accounts", key = "account:{id}")]
+//! async fn account(id: u64) -> Result<String, LookupError> {
+//!     if id == 0 { Err(LookupError::NotFound) } else { Ok(format!("account {id}")) }
+//! }
+//!
+//! // The same, written by hand:
+//! static ACCOUNTS: Cache = Cache::new("accounts", Duration::from_secs(300));
+//! async fn account_by_hand(id: u64) -> Result<String, LookupError> {
+//!     let options = CacheOptions::new(Duration::from_secs(300)).cache_err(Duration::from_secs(5));
+//!     ACCOUNTS
+//!         .try_get_or_compute_with_err(&format!("account:{id}"), &options, move || async move {
+//!             if id == 0 { Err(LookupError::NotFound) } else { Ok(format!("account {id}")) }
+//!         })
+//!         .await
+//! }
+//! # #[tokio::main] async fn main() {
+//! assert_eq!(account(0).await, Err(LookupError::NotFound));
+//! assert!(ACCOUNTS.exists("account:0").await.unwrap(), "the Err is stored");
+//! assert_eq!(account_by_hand(0).await, Err(LookupError::NotFound));
+//! # }
+//! ```
+//!
+//! ### `jitter`
+//!
+//! Each entry's TTL loses up to `jitter` of itself at random, so that
+//! entries written together (after a deploy, a cold start) do not expire
+//! together. A percentage: `jitter = "10%"` or `jitter = 10`; the default
+//! is [`Config::jitter`] (none).
+//!
+//! ```
+//! use std::time::Duration;
+//! use cachekit::{Cache, CacheOptions, cached};
+//!
+//! #[cached(ttl = 600, jitter = "10%", namespace = "profiles", key = "profile:{id}")]
+//! async fn profile(id: u64) -> String {
+//!     format!("profile {id}")
+//! }
+//!
+//! // The same, written by hand:
+//! static PROFILES: Cache = Cache::new("profiles", Duration::from_secs(600));
+//! async fn profile_by_hand(id: u64) -> String {
+//!     let options = CacheOptions::new(Duration::from_secs(600)).jitter(10);
+//!     PROFILES
+//!         .get_or_compute_with(&format!("profile:{id}"), &options, move || async move { format!("profile {id}") })
+//!         .await
+//! }
+//! # #[tokio::main] async fn main() {
+//! profile(1).await;
+//! let ttl = PROFILES.ttl("profile:1").await.unwrap().unwrap();
+//! assert!(ttl <= Duration::from_secs(600) && ttl > Duration::from_secs(530));
+//! assert_eq!(profile_by_hand(2).await, "profile 2");
+//! # }
+//! ```
+//!
+//! ### `unless` and `ttl_from`
+//!
+//! Hooks on the value, written as closures (or paths of functions), never
+//! as strings: `unless` keeps a value for which it returns `true` out of
+//! the cache, and `ttl_from` gives each value its own TTL
+//! (`Duration::ZERO`: do not store it). The closure takes `&T` (the `Ok`
+//! value of a `Result`; with `cache_err`, the whole `Result`), and the
+//! compiler checks its type where it is written.
+//!
+//! ```
+//! use std::time::Duration;
+//! use cachekit::{Cache, CacheOptions, cached};
+//!
+//! #[derive(Clone, serde::Serialize, serde::Deserialize)]
+//! struct Report {
+//!     partial: bool,
+//!     fresh_for_secs: u64,
+//! }
+//!
+//! #[cached(
+//!     ttl = 60,
+//!     namespace = "reports",
+//!     key = "report:{day}",
+//!     unless = |r: &Report| r.partial,
+//!     ttl_from = |r: &Report| Duration::from_secs(r.fresh_for_secs)
+//! )]
+//! async fn report(day: u32) -> Report {
+//!     Report { partial: day == 0, fresh_for_secs: 30 }
+//! }
+//!
+//! // The same, written by hand:
+//! static REPORTS: Cache = Cache::new("reports", Duration::from_secs(60));
+//! async fn report_by_hand(day: u32) -> Report {
+//!     let options = CacheOptions::new(Duration::from_secs(60))
+//!         .unless(|r: &Report| r.partial)
+//!         .ttl_from(|r: &Report| Duration::from_secs(r.fresh_for_secs));
+//!     REPORTS
+//!         .get_or_compute_with(&format!("report:{day}"), &options, move || async move {
+//!             Report { partial: day == 0, fresh_for_secs: 30 }
+//!         })
+//!         .await
+//! }
+//! # #[tokio::main] async fn main() {
+//! report(0).await;
+//! assert!(!REPORTS.exists("report:0").await.unwrap(), "a partial report is not stored");
+//! report(1).await;
+//! assert!(REPORTS.ttl("report:1").await.unwrap().unwrap() <= Duration::from_secs(30));
+//! report_by_hand(2).await;
+//! # }
+//! ```
+//!
+//! ### `scope = "process"` and `max_entries`
+//!
+//! Entries stay in this process, whatever the store: in a map of the
+//! function's own, bounded by `max_entries` (default 10 000), as values (a
+//! hit is a lookup and a clone). The value needs `Clone + Send + Sync`, and
+//! no serde: a compiled regex, a connection handle, an `Arc` of anything.
+//! Typed and pattern invalidations of this process, `name_invalidate`, TTLs,
+//! tags, `stale`, `fail_safe`, timeouts and hooks work as elsewhere; `lock`,
+//! `local`, `codec` and `compress` do not apply.
+//!
+//! It is also the scope that caches a plain `fn`: with no I/O to await, a
+//! sync function can be cached in process (a shared store needs I/O, so a
+//! plain `fn` without `scope = "process"` does not compile). Its callers of
+//! one key share one computation; `stale`, `refresh`, the timeouts and
+//! `fail_safe` need a task and are refused; `name_key` and
+//! `name_invalidate` (async) are its companions.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use cachekit::cached;
+//!
+//! /// Not serde: compiled once, shared.
+//! #[derive(Clone)]
+//! struct Rules(Arc<Vec<String>>);
+//!
+//! #[cached(scope = "process", max_entries = 1_000, ttl = 600, key = "rules:{tenant}")]
+//! async fn rules(tenant: u64) -> Rules {
+//!     Rules(Arc::new(vec![format!("tenant {tenant}")]))
+//! }
+//!
+//! #[cached(scope = "process", ttl = 60, key = "slug:{title}")]
+//! fn slug(title: &str) -> String {
+//!     title.to_lowercase().replace(' ', "-")
+//! }
+//! # #[tokio::main] async fn main() {
+//! let a = rules(1).await;
+//! assert!(Arc::ptr_eq(&a.0, &rules(1).await.0), "a hit is a clone of the one value");
+//! assert_eq!(slug("Hello World"), "hello-world");
+//! cachekit::invalidate("slug:*").await.unwrap();
+//! # }
+//! ```
+//!
+//! There is no `Cache` handle for process scope; the function's entries are
+//! reached through its companions and `#[invalidate]`.
 //!
 //! ### `batch`
 //!
@@ -633,6 +1002,44 @@
 //! # }
 //! ```
 //!
+//! ## Testing
+//!
+//! `#[cachekit::test]` is `#[tokio::test]` (same options) whose test gets an
+//! empty cache of its own: tests running in parallel in one binary never
+//! see each other's entries, even under the same keys, and tasks a test
+//! spawns use its cache. Expiry follows tokio's clock, so `start_paused =
+//! true` and `tokio::time::advance` expire entries without waiting.
+//! `#[cachekit::test(redis)]` puts the test's cache on the Redis of
+//! `REDIS_URL`, under a key prefix of its own that is deleted when the test
+//! ends. [`assert_cached!`] and [`assert_not_cached!`] say whether a call
+//! would hit, and [`testing`] injects faults and reads the test's counters.
+//!
+//! ```
+//! use std::time::Duration;
+//! use cachekit::{assert_cached, assert_not_cached, cached, testing};
+//!
+//! #[cached(ttl = 5, key = "user:{id}")]
+//! async fn get_user(id: u64) -> String {
+//!     format!("user {id}")
+//! }
+//!
+//! #[cachekit::test(start_paused = true)]
+//! async fn users_expire() {
+//!     get_user(7).await;
+//!     assert_cached!(get_user(7));
+//!     tokio::time::advance(Duration::from_secs(6)).await;
+//!     assert_not_cached!(get_user(7));
+//! }
+//!
+//! #[cachekit::test]
+//! async fn a_dead_cache_is_not_an_error() {
+//!     testing::faults().fail_all();
+//!     assert_eq!(get_user(7).await, "user 7");
+//!     assert!(testing::stats().errors > 0);
+//! }
+//! # fn main() {}
+//! ```
+//!
 //! ## The cache service
 //!
 //! [`Cache`] is a namespaced handle for application code: get, set, partial
@@ -731,7 +1138,7 @@
 //! reconnections and invalidation progress.
 #![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
 
-pub use cachekit_macros::{CacheKey, cached, invalidate};
+pub use cachekit_macros::{CacheKey, assert_cached, assert_not_cached, cached, invalidate, test};
 pub use cachekit_runtime::*;
 
 /// Support for the code the macros generate. Not a stable API: it changes

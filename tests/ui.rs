@@ -19,7 +19,13 @@
 //! at the user's tokens: a key value that is not a `KeyPart`
 //! (`key-part-not-implemented`), a return type that cannot be stored, a
 //! typed `#[invalidate]` target that names no cached function, or wrong
-//! arguments to it, and companions in a trait impl.
+//! arguments to it, companions in a trait impl, a duration string the
+//! runtime's parser rejects (`bad-ttl-string`, `zero-ttl`: evaluated at
+//! compile time, reported at the literal), hooks of the wrong type
+//! (`hooks-of-the-wrong-type`, at the closure), `cache_err` on a
+//! non-`Result` and `hard_timeout` without `From<Elapsed>` (at the return
+//! type), and a borrowed argument a detached computation cannot copy
+//! (`stale-borrowed-not-clone`).
 
 #[test]
 fn ui() {

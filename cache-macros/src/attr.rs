@@ -31,11 +31,25 @@ mod kw {
     syn::custom_keyword!(local);
     syn::custom_keyword!(codec);
     syn::custom_keyword!(compress);
+    syn::custom_keyword!(fail_safe);
+    syn::custom_keyword!(fail_safe_throttle);
+    syn::custom_keyword!(soft_timeout);
+    syn::custom_keyword!(hard_timeout);
+    syn::custom_keyword!(unless);
+    syn::custom_keyword!(ttl_from);
+    syn::custom_keyword!(cache_err);
+    syn::custom_keyword!(jitter);
+    syn::custom_keyword!(scope);
+    syn::custom_keyword!(max_entries);
     syn::custom_keyword!(batch);
     syn::custom_keyword!(companions);
     syn::custom_keyword!(before);
     syn::custom_keyword!(within);
     syn::custom_keyword!(skip);
+    syn::custom_keyword!(flavor);
+    syn::custom_keyword!(worker_threads);
+    syn::custom_keyword!(start_paused);
+    syn::custom_keyword!(redis);
 }
 
 /// The token type of an option's keyword (`crate` is Rust's own).
@@ -105,6 +119,16 @@ options! {
         Local = local,
         Codec = codec,
         Compress = compress,
+        FailSafe = fail_safe,
+        FailSafeThrottle = fail_safe_throttle,
+        SoftTimeout = soft_timeout,
+        HardTimeout = hard_timeout,
+        Unless = unless,
+        TtlFrom = ttl_from,
+        CacheErr = cache_err,
+        Jitter = jitter,
+        Scope = scope,
+        MaxEntries = max_entries,
         Batch = batch,
         Companions = companions,
         Crate = crate,
@@ -118,6 +142,16 @@ options! {
         Namespace = namespace,
         Within = within,
         Before = before,
+        Crate = crate,
+    }
+}
+
+options! {
+    /// The options of `#[cachekit::test]` (besides a bare `redis`).
+    enum TestOption {
+        Flavor = flavor,
+        WorkerThreads = worker_threads,
+        StartPaused = start_paused,
         Crate = crate,
     }
 }
@@ -230,59 +264,65 @@ fn bool_lit(value: &Expr, what: &str, errors: &mut Errors) -> Option<bool> {
     }
 }
 
-/// Parses `500ms`, `90s`, `5m`, `1h`, `1d` into milliseconds.
-pub(crate) fn parse_duration_ms(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = s.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let factor = match unit.trim() {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return None,
-    };
-    number.checked_mul(factor)
+/// A duration as written: seconds (`5`) or a string with a unit
+/// (`"1.5s"`). The macro does not read it: the runtime's parser does, at
+/// compile time (`__private::duration`, a `const fn`, in the function's
+/// `static` site), so `ttl = "1.5s"` means what `CACHE_DEFAULT_TTL=1.5s`
+/// means, and a bad one stops the compilation at the literal.
+#[derive(Clone)]
+pub(crate) struct DurationLit {
+    /// The text the runtime parses.
+    pub(crate) text: String,
+    /// The literal's span.
+    pub(crate) span: Span,
 }
 
-const DURATION_FORMS: &str = "`\"500ms\"`, `\"90s\"`, `\"5m\"`, `\"1h\"`, `\"1d\"`";
+impl DurationLit {
+    /// `__private::duration("...")`, every token at the literal, so that
+    /// rustc's const-evaluation error points there.
+    pub(crate) fn expr(&self, p: &TokenStream) -> TokenStream {
+        let text = LitStr::new(&self.text, self.span);
+        let call = quote::quote!(#p::duration(#text));
+        respan(call, self.span)
+    }
+}
 
-/// A positive duration: seconds as an integer, or a string with a unit.
-fn duration(value: &Expr, what: &str, errors: &mut Errors) -> Option<u64> {
-    let ms =
-        match lit(value) {
-            Some(Lit::Int(i)) => i
-                .base10_parse::<u64>()
-                .ok()
-                .and_then(|s| s.checked_mul(1_000)),
-            Some(Lit::Str(s)) => {
-                let ms = parse_duration_ms(&s.value());
-                if ms.is_none() {
-                    errors.push(Code::BadDuration.spanned(value, format!(
-                    "`{}` is not a duration: write a number and a unit, as in {DURATION_FORMS}",
-                    s.value()
-                )));
-                    return None;
-                }
-                ms
+/// `tokens`, every one of them at `span`.
+pub(crate) fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tt| {
+            if let proc_macro2::TokenTree::Group(g) = &tt {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                tt = proc_macro2::TokenTree::Group(group);
+            } else {
+                tt.set_span(span);
             }
-            _ => None,
-        };
-    match ms {
-        Some(0) => {
-            errors.push(
-                Code::ZeroDuration.spanned(value, format!("`{what}` must be greater than zero")),
-            );
-            None
-        }
-        Some(ms) => Some(ms),
-        None => {
+            tt
+        })
+        .collect()
+}
+
+/// A duration: seconds as an integer, or a string that the runtime parses.
+/// Anything else is reported here; a string that is no duration (or a
+/// zero) is reported by rustc, at the literal, with the runtime's message.
+fn duration(value: &Expr, what: &str, errors: &mut Errors) -> Option<DurationLit> {
+    match lit(value) {
+        Some(Lit::Str(s)) => Some(DurationLit {
+            text: s.value(),
+            span: s.span(),
+        }),
+        Some(Lit::Int(i)) => Some(DurationLit {
+            text: i.base10_digits().to_owned(),
+            span: i.span(),
+        }),
+        _ => {
             errors.push(Code::NotADuration.spanned(
                 value,
                 format!(
-                    "`{what}` expects seconds (`{what} = 5`) or a duration string: {DURATION_FORMS}"
+                    "`{what}` expects seconds (`{what} = 5`) or a duration string: \
+                     `\"500ms\"`, `\"1.5s\"`, `\"90s\"`, `\"5m\"`, `\"1h\"`, `\"1d\"`"
                 ),
             ));
             None
@@ -511,13 +551,27 @@ fn codec(value: &Expr, errors: &mut Errors) -> Option<CodecArg> {
     }
 }
 
-/// `compress = true` (above 1 KiB), `false`, or a threshold in bytes.
-fn compress(value: &Expr, errors: &mut Errors) -> Option<u32> {
+/// `compress = ...`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Compress {
+    /// `false`, or not given.
+    #[default]
+    Off,
+    /// `true`: above the runtime's default threshold.
+    Default,
+    /// A threshold in bytes.
+    Above(u32),
+}
+
+/// `compress = true` (above the runtime's default threshold), `false`, or
+/// a threshold in bytes.
+fn compress(value: &Expr, errors: &mut Errors) -> Compress {
     match lit(value) {
-        Some(Lit::Bool(b)) => return b.value.then_some(1024),
+        Some(Lit::Bool(b)) if b.value => return Compress::Default,
+        Some(Lit::Bool(_)) => return Compress::Off,
         Some(Lit::Int(i)) => {
             if let Ok(n) = i.base10_parse::<u32>() {
-                return Some(n);
+                return Compress::Above(n);
             }
         }
         _ => {}
@@ -526,57 +580,123 @@ fn compress(value: &Expr, errors: &mut Errors) -> Option<u32> {
         value,
         "`compress` expects `true` (above 1 KiB), `false`, or a size in bytes up to 4 GiB",
     ));
+    Compress::Off
+}
+
+/// `jitter = "10%"` or `jitter = 10`: a percentage of the TTL.
+fn jitter(value: &Expr, errors: &mut Errors) -> Option<u8> {
+    let percent = match lit(value) {
+        Some(Lit::Int(i)) => i.base10_parse::<u32>().ok(),
+        Some(Lit::Str(s)) => s
+            .value()
+            .trim()
+            .strip_suffix('%')
+            .and_then(|n| n.trim().parse::<u32>().ok()),
+        _ => None,
+    };
+    match percent {
+        Some(n) if n <= 100 => Some(n as u8),
+        _ => {
+            errors.push(Code::BadJitter.spanned(
+                value,
+                "`jitter` takes up to that share of the TTL off at random: a percentage from 0 to 100, \
+                 `jitter = \"10%\"` or `jitter = 10`",
+            ));
+            None
+        }
+    }
+}
+
+/// `scope = "process"` (or the default, `"shared"`): whether entries stay
+/// in this process.
+fn scope(value: &Expr, errors: &mut Errors) -> Option<bool> {
+    let s = str_lit(value, "scope", errors)?;
+    match s.value().as_str() {
+        "process" => Some(true),
+        "shared" => Some(false),
+        other => {
+            errors.push(Code::UnknownScope.error(
+                s.span(),
+                format!(
+                    "unknown scope `{other}`; expected `\"process\"` (this process only, values need no serde) \
+                     or `\"shared\"` (the configured store, the default)"
+                ),
+            ));
+            None
+        }
+    }
+}
+
+/// `max_entries = 10_000`: a positive count.
+fn max_entries(value: &Expr, errors: &mut Errors) -> Option<u64> {
+    if let Some(Lit::Int(i)) = lit(value)
+        && let Ok(n) = i.base10_parse::<u64>()
+        && n > 0
+    {
+        return Some(n);
+    }
+    errors.push(Code::BadMaxEntries.spanned(
+        value,
+        "`max_entries` expects a positive number of entries, e.g. `max_entries = 10_000`",
+    ));
     None
 }
 
+/// `unless = |r: &Report| r.partial`, `ttl_from = ttl_of`: a closure or a
+/// function path, as tokens. Its type is rustc's to check, at the closure.
+fn hook(value: &Expr, what: &str, errors: &mut Errors) -> Option<Expr> {
+    if let Some(Lit::Str(s)) = lit(value) {
+        let example = if what == "unless" {
+            "unless = |r: &Report| r.partial"
+        } else {
+            "ttl_from = |q: &Quote| q.valid_for"
+        };
+        errors.push(Code::HookInString.error(
+            s.span(),
+            format!(
+                "`{what}` takes a closure or a function path as Rust tokens, not a string: `{example}`"
+            ),
+        ));
+        return None;
+    }
+    Some(value.clone())
+}
+
 /// The options of `#[cached]`.
+#[derive(Default)]
 pub(crate) struct CachedArgs {
-    pub(crate) ttl_ms: Option<u64>,
+    pub(crate) ttl: Option<DurationLit>,
     pub(crate) key: Option<TemplateLit>,
     pub(crate) namespace: Option<LitStr>,
-    pub(crate) cache_none: bool,
+    /// `cache_none = false`.
+    pub(crate) skip_none: bool,
     pub(crate) tags: Vec<TemplateLit>,
     pub(crate) lock: bool,
-    pub(crate) lock_ttl_ms: Option<u64>,
+    pub(crate) lock_ttl: Option<DurationLit>,
     pub(crate) refresh_early: bool,
     pub(crate) beta: Option<f64>,
-    pub(crate) stale_ms: Option<u64>,
+    pub(crate) stale: Option<DurationLit>,
     pub(crate) local: bool,
     pub(crate) codec: CodecArg,
-    pub(crate) compress: Option<u32>,
-    pub(crate) companions: bool,
+    pub(crate) compress: Compress,
+    pub(crate) fail_safe: Option<DurationLit>,
+    pub(crate) fail_safe_throttle: Option<DurationLit>,
+    pub(crate) soft_timeout: Option<DurationLit>,
+    pub(crate) hard_timeout: Option<DurationLit>,
+    pub(crate) unless: Option<Expr>,
+    pub(crate) ttl_from: Option<Expr>,
+    pub(crate) cache_err: Option<DurationLit>,
+    pub(crate) jitter: Option<u8>,
+    /// `scope = "process"`.
+    pub(crate) process: bool,
+    pub(crate) max_entries: Option<u64>,
+    /// `companions = false`.
+    pub(crate) no_companions: bool,
     pub(crate) krate: Option<syn::Path>,
     /// The collection parameter of a batch function.
     pub(crate) batch: Option<Ident>,
-    /// Where `beta` and `lock_ttl` were given, to report them if they do
-    /// not apply.
-    beta_at: Option<Span>,
-    lock_ttl_at: Option<Span>,
-}
-
-impl Default for CachedArgs {
-    fn default() -> Self {
-        CachedArgs {
-            ttl_ms: None,
-            key: None,
-            namespace: None,
-            cache_none: true,
-            tags: Vec::new(),
-            lock: false,
-            lock_ttl_ms: None,
-            refresh_early: false,
-            beta: None,
-            stale_ms: None,
-            local: false,
-            codec: CodecArg::Json,
-            compress: None,
-            companions: true,
-            krate: None,
-            batch: None,
-            beta_at: None,
-            lock_ttl_at: None,
-        }
-    }
+    /// Every option given, where its keyword is, in order.
+    given: Vec<(CachedOption, Span)>,
 }
 
 impl CachedArgs {
@@ -589,7 +709,8 @@ impl CachedArgs {
             match arg {
                 Arg::Known { option, at, value } => {
                     if seen.first(option, at, errors) {
-                        out.set(option, at, &value, errors);
+                        out.given.push((option, at));
+                        out.set(option, &value, errors);
                     }
                 }
                 Arg::Unknown { name } => unknown::<CachedOption>(&name, errors),
@@ -606,53 +727,132 @@ impl CachedArgs {
         out
     }
 
-    fn set(&mut self, option: CachedOption, at: Span, value: &Expr, errors: &mut Errors) {
+    fn set(&mut self, option: CachedOption, value: &Expr, errors: &mut Errors) {
         use CachedOption as O;
         let name = option.name();
         match option {
-            O::Ttl => self.ttl_ms = duration(value, name, errors),
+            O::Ttl => self.ttl = duration(value, name, errors),
             O::Key => {
                 self.key = str_lit(value, name, errors)
                     .and_then(|s| template(&s, TemplateKind::Key, errors))
             }
             O::Namespace => self.namespace = namespace(value, name, errors),
-            O::CacheNone => self.cache_none = bool_lit(value, name, errors).unwrap_or(true),
+            O::CacheNone => self.skip_none = !bool_lit(value, name, errors).unwrap_or(true),
             O::Tags => self.tags = templates(value, name, TemplateKind::Tag, errors),
             O::Lock => self.lock = bool_lit(value, name, errors).unwrap_or(false),
-            O::LockTtl => {
-                self.lock_ttl_at = Some(at);
-                self.lock_ttl_ms = duration(value, name, errors);
-            }
+            O::LockTtl => self.lock_ttl = duration(value, name, errors),
             O::Refresh => self.refresh_early = refresh(value, errors).unwrap_or(false),
-            O::Beta => {
-                self.beta_at = Some(at);
-                self.beta = beta(value, errors);
-            }
-            O::Stale => self.stale_ms = duration(value, name, errors),
+            O::Beta => self.beta = beta(value, errors),
+            O::Stale => self.stale = duration(value, name, errors),
             O::Local => self.local = bool_lit(value, name, errors).unwrap_or(false),
             O::Codec => self.codec = codec(value, errors).unwrap_or_default(),
             O::Compress => self.compress = compress(value, errors),
+            O::FailSafe => self.fail_safe = duration(value, name, errors),
+            O::FailSafeThrottle => self.fail_safe_throttle = duration(value, name, errors),
+            O::SoftTimeout => self.soft_timeout = duration(value, name, errors),
+            O::HardTimeout => self.hard_timeout = duration(value, name, errors),
+            O::Unless => self.unless = hook(value, name, errors),
+            O::TtlFrom => self.ttl_from = hook(value, name, errors),
+            O::CacheErr => self.cache_err = duration(value, name, errors),
+            O::Jitter => self.jitter = jitter(value, errors),
+            O::Scope => self.process = scope(value, errors).unwrap_or(false),
+            O::MaxEntries => self.max_entries = max_entries(value, errors),
             O::Batch => self.batch = batch_param(value, errors),
-            O::Companions => self.companions = bool_lit(value, name, errors).unwrap_or(true),
+            O::Companions => self.no_companions = !bool_lit(value, name, errors).unwrap_or(true),
             O::Crate => self.krate = krate(value, errors),
         }
     }
 
+    /// Where `option` was given, if it was.
+    pub(crate) fn at(&self, option: CachedOption) -> Option<Span> {
+        self.given
+            .iter()
+            .find(|(o, _)| *o == option)
+            .map(|(_, at)| *at)
+    }
+
+    /// The options given, with where they were, in order.
+    pub(crate) fn given(&self) -> impl Iterator<Item = (CachedOption, Span)> + '_ {
+        self.given.iter().copied()
+    }
+
+    /// The first option that makes the computation run on its own task
+    /// (a refresh in the background, the rest of a computation past its
+    /// soft timeout), so that it must own its inputs; and where it is.
+    pub(crate) fn detached(&self) -> Option<(CachedOption, Span)> {
+        self.given().find(|(o, _)| match o {
+            CachedOption::Stale | CachedOption::SoftTimeout => true,
+            CachedOption::Refresh => self.refresh_early,
+            _ => false,
+        })
+    }
+
     /// Options that only apply with another one, reported at the option.
     fn check_combinations(&self, errors: &mut Errors) {
-        if let Some(at) = self.beta_at
+        use CachedOption as O;
+        if let Some(at) = self.at(O::Beta)
             && !self.refresh_early
         {
             errors.push(
                 Code::BetaWithoutEarly.error(at, "`beta` only applies with `refresh = \"early\"`"),
             );
         }
-        if let Some(at) = self.lock_ttl_at
+        if let Some(at) = self.at(O::LockTtl)
             && !self.lock
         {
             errors.push(
                 Code::LockTtlWithoutLock.error(at, "`lock_ttl` only applies with `lock = true`"),
             );
+        }
+        if let Some(at) = self.at(O::SoftTimeout)
+            && self.at(O::Stale).is_none()
+            && self.at(O::FailSafe).is_none()
+        {
+            errors.push(Code::SoftTimeoutAlone.error(
+                at,
+                "`soft_timeout` would do nothing here: a caller stops waiting at the soft timeout only \
+                 when a value can serve in the result's place; add `stale = \"...\"` or `fail_safe = \"...\"`, \
+                 or use `hard_timeout` to abandon the computation",
+            ));
+        }
+        if let Some(at) = self.at(O::FailSafeThrottle)
+            && self.at(O::FailSafe).is_none()
+        {
+            errors.push(Code::ThrottleWithoutFailSafe.error(
+                at,
+                "`fail_safe_throttle` only applies with `fail_safe = \"...\"`: it is how long a last good \
+                 value is served before the source is tried again",
+            ));
+        }
+        if let Some(at) = self.at(O::MaxEntries)
+            && !self.process
+        {
+            errors.push(Code::MaxEntriesWithoutProcess.error(
+                at,
+                "`max_entries` bounds a function's own map in this process: it only applies with \
+                 `scope = \"process\"` (a shared store is bounded by its own configuration)",
+            ));
+        }
+        if self.process {
+            for (option, at) in self.given() {
+                let why = match option {
+                    O::Lock => {
+                        "a lease is shared between processes, and these entries never leave this one"
+                    }
+                    O::Local => "process-scope entries are in process already",
+                    O::Codec | O::Compress => {
+                        "process-scope entries are kept as values, never encoded"
+                    }
+                    _ => continue,
+                };
+                errors.push(Code::ProcessScopeCombined.error(
+                    at,
+                    format!(
+                        "`{}` does not apply with `scope = \"process\"`: {why}",
+                        option.name()
+                    ),
+                ));
+            }
         }
     }
 }
@@ -759,6 +959,171 @@ impl InvalidateArgs {
     }
 }
 
+/// The options of `#[cachekit::test]`: tokio's test options, and `redis`.
+pub(crate) struct TestArgs {
+    /// `flavor = "multi_thread"`.
+    pub(crate) multi_thread: bool,
+    pub(crate) worker_threads: Option<usize>,
+    pub(crate) start_paused: bool,
+    /// A bare `redis`: the test's cache is on the Redis of `REDIS_URL`.
+    pub(crate) redis: bool,
+    pub(crate) krate: Option<syn::Path>,
+}
+
+impl TestArgs {
+    /// Parses and interprets `#[cachekit::test(...)]`'s arguments,
+    /// collecting every error.
+    pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> TestArgs {
+        let mut out = TestArgs {
+            multi_thread: false,
+            worker_threads: None,
+            start_paused: false,
+            redis: false,
+            krate: None,
+        };
+        let mut seen = Seen(Vec::new());
+        let mut given = Vec::new();
+        for arg in parse_args::<TestOption>(tokens, errors) {
+            match arg {
+                Arg::Known { option, at, value } => {
+                    if seen.first(option, at, errors) {
+                        given.push((option, at));
+                        out.set(option, &value, errors);
+                    }
+                }
+                Arg::Unknown { name } => unknown::<TestOption>(&name, errors),
+                Arg::Positional(value) => {
+                    if syn::parse2::<kw::redis>(quote::ToTokens::to_token_stream(&value)).is_ok() {
+                        out.redis = true;
+                    } else {
+                        errors.push(Code::TestPositional.spanned(
+                            &value,
+                            format!(
+                                "expected `redis` or `option = value`; options are {}",
+                                list(TestOption::NAMES)
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        for (option, at) in given {
+            match option {
+                TestOption::WorkerThreads if !out.multi_thread => {
+                    errors.push(Code::WorkerThreadsWithoutMultiThread.error(
+                        at,
+                        "`worker_threads` requires the multi-thread runtime: \
+                         `#[cachekit::test(flavor = \"multi_thread\", worker_threads = 2)]`",
+                    ))
+                }
+                TestOption::StartPaused if out.multi_thread => {
+                    errors.push(Code::StartPausedMultiThread.error(
+                        at,
+                        "`start_paused` requires the current-thread runtime (tokio pauses time there only): \
+                         remove `flavor = \"multi_thread\"`",
+                    ))
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn set(&mut self, option: TestOption, value: &Expr, errors: &mut Errors) {
+        let name = option.name();
+        match option {
+            TestOption::Flavor => {
+                if let Some(s) = str_lit(value, name, errors) {
+                    match s.value().as_str() {
+                        "current_thread" => self.multi_thread = false,
+                        "multi_thread" => self.multi_thread = true,
+                        other => errors.push(Code::UnknownFlavor.error(
+                            s.span(),
+                            format!(
+                                "unknown flavor `{other}`; the runtime flavors are `\"current_thread\"` \
+                                 (the default) and `\"multi_thread\"`"
+                            ),
+                        )),
+                    }
+                }
+            }
+            TestOption::WorkerThreads => {
+                self.worker_threads = match lit(value) {
+                    Some(Lit::Int(i)) => i.base10_parse::<usize>().ok().filter(|n| *n > 0),
+                    _ => None,
+                };
+                if self.worker_threads.is_none() {
+                    errors.push(Code::BadWorkerThreads.spanned(
+                        value,
+                        "`worker_threads` expects a positive number of threads, e.g. `worker_threads = 2`",
+                    ));
+                }
+            }
+            TestOption::StartPaused => {
+                self.start_paused = bool_lit(value, name, errors).unwrap_or(false)
+            }
+            TestOption::Crate => self.krate = krate(value, errors),
+        }
+    }
+}
+
+/// The arguments of `assert_cached!(get_user(7))`: the call, and an
+/// optional message (`format!` arguments).
+pub(crate) struct AssertArgs {
+    pub(crate) target: EntryTarget,
+    pub(crate) message: Option<TokenStream>,
+}
+
+impl AssertArgs {
+    /// Parses the call and the message; `None` (reported) if the first
+    /// argument is not a call of a path.
+    pub(crate) fn parse(
+        tokens: TokenStream,
+        macro_name: &str,
+        errors: &mut Errors,
+    ) -> Option<Self> {
+        let parser = |input: ParseStream<'_>| {
+            let call: Expr = input.parse()?;
+            let message = if input.is_empty() {
+                None
+            } else {
+                input.parse::<Token![,]>()?;
+                let rest: TokenStream = input.parse()?;
+                (!rest.is_empty()).then_some(rest)
+            };
+            Ok((call, message))
+        };
+        let (call, message) = match syn::parse::Parser::parse2(parser, tokens) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                errors.push(e);
+                return None;
+            }
+        };
+        match call {
+            Expr::Call(call) if matches!(&*call.func, Expr::Path(_)) => {
+                let Expr::Path(path) = (*call.func).clone() else {
+                    unreachable!("matched")
+                };
+                Some(AssertArgs {
+                    target: EntryTarget { call, path },
+                    message,
+                })
+            }
+            other => {
+                errors.push(Code::AssertNotACall.spanned(
+                    &other,
+                    format!(
+                        "{macro_name}! takes a call of a #[cached] function as it would be written, \
+                         without `.await`: `{macro_name}!(get_user(7))`, `{macro_name}!(Repo::find(&repo, 7))`"
+                    ),
+                ));
+                None
+            }
+        }
+    }
+}
+
 /// What to point at in a malformed `#[cache_key(...)]`: its arguments, or
 /// the whole attribute.
 fn attr_arguments(attr: &syn::Attribute) -> TokenStream {
@@ -803,17 +1168,6 @@ pub(crate) fn field_skip(attr: &syn::Attribute, errors: &mut Errors) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration_ms("90s"), Some(90_000));
-        assert_eq!(parse_duration_ms("5m"), Some(300_000));
-        assert_eq!(parse_duration_ms("1h"), Some(3_600_000));
-        assert_eq!(parse_duration_ms("250ms"), Some(250));
-        assert_eq!(parse_duration_ms("5"), None);
-        assert_eq!(parse_duration_ms("5x"), None);
-        assert_eq!(parse_duration_ms("s"), None);
-    }
-
     fn messages(errors: Errors) -> Vec<String> {
         match errors.finish() {
             Ok(()) => Vec::new(),
@@ -825,15 +1179,113 @@ mod tests {
     fn collects_every_error() {
         let mut errors = Errors::default();
         CachedArgs::parse(
-            quote::quote!(tll = 5, ttl = 0, ttl = 3, key = "a*"),
+            quote::quote!(tll = 5, ttl = 1.5, ttl = 3, key = "a*"),
             &mut errors,
         );
         let message = messages(errors);
         assert_eq!(message.len(), 4, "{message:?}");
         assert!(message[0].contains("unknown option `tll`"));
-        assert!(message[1].contains("greater than zero"));
+        assert!(message[1].contains("expects seconds"));
         assert!(message[2].contains("duplicate option `ttl`"));
         assert!(message[3].contains("cannot contain `*`"));
+    }
+
+    #[test]
+    fn durations_are_left_to_the_runtime() {
+        let mut errors = Errors::default();
+        let args = CachedArgs::parse(
+            quote::quote!(ttl = "1.5s", stale = 30, fail_safe = "nonsense"),
+            &mut errors,
+        );
+        assert!(
+            errors.is_empty(),
+            "the runtime parses them, at compile time"
+        );
+        assert_eq!(args.ttl.unwrap().text, "1.5s");
+        assert_eq!(args.stale.unwrap().text, "30");
+        assert_eq!(args.fail_safe.unwrap().text, "nonsense");
+    }
+
+    #[test]
+    fn latency_and_scope_options() {
+        let mut errors = Errors::default();
+        let args = CachedArgs::parse(
+            quote::quote!(
+                ttl = 5,
+                jitter = "10%",
+                scope = "process",
+                max_entries = 100,
+                unless = |r: &Report| r.partial,
+                ttl_from = ttl_of,
+                fail_safe = "1h",
+                fail_safe_throttle = "30s",
+                soft_timeout = "100ms"
+            ),
+            &mut errors,
+        );
+        assert!(errors.is_empty());
+        assert_eq!(args.jitter, Some(10));
+        assert!(args.process);
+        assert_eq!(args.max_entries, Some(100));
+        assert!(args.unless.is_some() && args.ttl_from.is_some());
+        assert_eq!(
+            args.detached().map(|(o, _)| o),
+            Some(CachedOption::SoftTimeout)
+        );
+        assert_eq!(
+            CachedArgs::parse(quote::quote!(jitter = 25), &mut errors).jitter,
+            Some(25)
+        );
+        assert!(
+            CachedArgs::parse(
+                quote::quote!(refresh = "on_miss", fail_safe = "1h"),
+                &mut errors
+            )
+            .detached()
+            .is_none(),
+            "fail-safe alone keeps the computation in the caller's future"
+        );
+        assert!(errors.is_empty());
+
+        let mut errors = Errors::default();
+        CachedArgs::parse(
+            quote::quote!(
+                jitter = "101%",
+                soft_timeout = "1s",
+                fail_safe_throttle = "1s",
+                max_entries = 5,
+                scope = "nowhere"
+            ),
+            &mut errors,
+        );
+        let message = messages(errors);
+        assert_eq!(message.len(), 5, "{message:?}");
+        assert!(message[0].contains("from 0 to 100"));
+        assert!(message[1].contains("unknown scope `nowhere`"));
+        assert!(message[2].contains("would do nothing"));
+        assert!(message[3].contains("only applies with `fail_safe"));
+        assert!(message[4].contains("only applies with `scope = \"process\"`"));
+    }
+
+    #[test]
+    fn test_options_follow_tokio() {
+        let mut errors = Errors::default();
+        let args = TestArgs::parse(
+            quote::quote!(redis, flavor = "multi_thread", worker_threads = 2),
+            &mut errors,
+        );
+        assert!(errors.is_empty());
+        assert!(args.redis && args.multi_thread);
+        assert_eq!(args.worker_threads, Some(2));
+        let mut errors = Errors::default();
+        TestArgs::parse(
+            quote::quote!(worker_threads = 2, start_paused = true, mysql),
+            &mut errors,
+        );
+        let message = messages(errors);
+        assert_eq!(message.len(), 2, "{message:?}");
+        assert!(message[0].contains("expected `redis`"));
+        assert!(message[1].contains("requires the multi-thread runtime"));
     }
 
     #[test]

@@ -1,17 +1,32 @@
 //! Expansion of `#[cached]`: the function, its call site, its companions
 //! and its hidden entry.
 //!
-//! The user's signature is kept token for token; the body moves into an
-//! `async move` block handed to one runtime function,
-//! `__private::get_or_compute`, with the function's `Site` (its policy and
-//! counters). Beside the function, unless `companions = false`:
+//! The user's signature is kept token for token; the body becomes the
+//! computation handed to one runtime function, with the function's `Site`
+//! (its policy and counters, a `static` built by `const` calls, durations
+//! parsed by the runtime at compile time), the key, the tags, how the
+//! return type is stored (its `Output`) and the hooks on the value:
+//!
+//! * `__private::cached` for an `async fn`, `cached_process` with
+//!   `scope = "process"`, `cached_sync` for a plain `fn` (process scope
+//!   only);
+//! * the computation is `Inline(async move { body })`, which borrows the
+//!   arguments, unless it may run on its own task (`stale`,
+//!   `refresh = "early"`, `soft_timeout`): then it is
+//!   `Owned(move || { ..copies.. async move { body } })`, made from owned
+//!   copies of the arguments only when the engine needs it, so that a hit
+//!   copies nothing.
+//!
+//! Beside the function, unless `companions = false`:
 //!
 //! * `__cachekit_site_{name}()`: the one `static Site` of the function,
 //!   shared by the function and everything below;
 //! * `__cachekit_entry_{name}(<params>) -> Entry`: the site and the key
 //!   for these arguments, which typed `#[invalidate(name(...))]` targets
 //!   call;
-//! * `{name}_key`, `{name}_refresh`, `{name}_invalidate`: the companions.
+//! * `{name}_key`, `{name}_refresh`, `{name}_invalidate`: the companions
+//!   (a sync function has no `{name}_refresh`: a forced refresh is a scope
+//!   of the async runtime).
 //!
 //! For an associated function they are associated functions, reached
 //! through `Self::`.
@@ -21,10 +36,12 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{ItemFn, Pat, PatType, ReturnType, Type};
 
-use crate::attr::{CachedArgs, CodecArg};
+use crate::attr::{CachedArgs, CodecArg, Compress, respan};
 use crate::check;
 use crate::errors::Errors;
-use crate::func::{Params, fail_soft, inputs_without_mut, parse_fn, return_type, runtime};
+use crate::func::{
+    Owning, Params, fail_soft, inputs_without_mut, owning, parse_fn, return_type, runtime,
+};
 use crate::render::{render, render_batch, render_default};
 
 /// `#[cached(...)]`.
@@ -36,7 +53,9 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let args = CachedArgs::parse(args, &mut errors);
     let params = Params::of(&func);
-    check::function(&func, "cached", &mut errors);
+    check::function(&func, "cached", true, &mut errors);
+    check::sync(&func, &args, &mut errors);
+    check::owned(&func, &args, &mut errors);
     check::cached(&func, &args, &params, &mut errors);
     let batch = args
         .batch
@@ -67,43 +86,64 @@ impl Names {
     }
 }
 
-/// The function's `static` call site, named `__CACHEKIT_SITE`.
+/// The function's `static` call site, named `__CACHEKIT_SITE`. Defaults
+/// (the lease's length, `beta`, the compression threshold, the number of
+/// process-scope entries) are the runtime's: an option given without its
+/// value passes `None`.
 fn site_static(args: &CachedArgs, func: &ItemFn, p: &TokenStream) -> TokenStream {
     let name = func.sig.ident.to_string();
+    let some = |t: TokenStream| quote!(::core::option::Option::Some(#t));
+    let none = quote!(::core::option::Option::None);
     let mut options = Vec::new();
-    if let Some(ms) = args.ttl_ms {
-        options.push(quote!(.ttl_ms(#ms)));
+    for (method, d) in [
+        ("ttl", &args.ttl),
+        ("stale", &args.stale),
+        ("fail_safe", &args.fail_safe),
+        ("fail_safe_throttle", &args.fail_safe_throttle),
+        ("soft_timeout", &args.soft_timeout),
+        ("hard_timeout", &args.hard_timeout),
+        ("cache_err", &args.cache_err),
+    ] {
+        if let Some(d) = d {
+            let method = Ident::new(method, proc_macro2::Span::call_site());
+            let d = d.expr(p);
+            options.push(quote!(.#method(#d)));
+        }
     }
     if let Some(ns) = &args.namespace {
         options.push(quote!(.namespace(#ns)));
     }
-    if !args.cache_none {
+    if args.skip_none {
         options.push(quote!(.cache_none(false)));
     }
     if args.lock {
-        let ms = args.lock_ttl_ms.unwrap_or(5_000);
-        options.push(quote!(.lock_ms(#ms)));
+        let ttl = args
+            .lock_ttl
+            .as_ref()
+            .map_or(none.clone(), |d| some(d.expr(p)));
+        options.push(quote!(.lock(#ttl)));
     }
     if args.refresh_early {
-        let beta = args.beta.unwrap_or(1.0);
-        options.push(quote!(.refresh_early(#beta)));
-    }
-    if let Some(ms) = args.stale_ms {
-        options.push(quote!(.stale_ms(#ms)));
+        let beta = args.beta.map_or(none.clone(), |b| some(quote!(#b)));
+        options.push(quote!(.refresh_early_beta(#beta)));
     }
     if args.local {
         options.push(quote!(.local(true)));
     }
-    if args.codec != CodecArg::Json || args.compress.is_some() {
-        let codec = match args.codec {
-            CodecArg::Json => quote!(#p::Codec::Json),
-            CodecArg::MsgPack => quote!(#p::Codec::MsgPack),
-        };
-        let compress = match args.compress {
-            Some(n) => quote!(::core::option::Option::Some(#n)),
-            None => quote!(::core::option::Option::None),
-        };
-        options.push(quote!(.format(#p::Format { codec: #codec, compress_above: #compress })));
+    if args.codec == CodecArg::MsgPack {
+        options.push(quote!(.codec(#p::Codec::MsgPack)));
+    }
+    match args.compress {
+        Compress::Off => {}
+        Compress::Default => options.push(quote!(.compress(#none))),
+        Compress::Above(n) => options.push(quote!(.compress(::core::option::Option::Some(#n)))),
+    }
+    if let Some(percent) = args.jitter {
+        options.push(quote!(.jitter(#percent)));
+    }
+    if args.process {
+        let max = args.max_entries.map_or(none.clone(), |n| some(quote!(#n)));
+        options.push(quote!(.process_scope(#max)));
     }
     quote! {
         static __CACHEKIT_SITE: #p::Site =
@@ -129,7 +169,7 @@ fn site_expr(
     at: In,
 ) -> TokenStream {
     let site = Names::of(func).site;
-    if !args.companions {
+    if args.no_companions {
         let site_static = site_static(args, func, p);
         quote!({ #site_static &__CACHEKIT_SITE })
     } else if params.associated {
@@ -186,28 +226,100 @@ fn outside_trait_impls(func: &ItemFn, site: &Ident, p: &TokenStream, at: In) -> 
     }}
 }
 
-/// How the return type is stored (`Result`: its `Ok`; anything else:
-/// itself), and the runtime entry point to call, both spanned at the return
-/// type so that a value that cannot be stored is reported there.
-fn engine(func: &ItemFn, p: &TokenStream, batch: bool) -> (TokenStream, TokenStream) {
-    let ret = return_type(func);
-    let span = match &func.sig.output {
+/// Where rustc reports what the return type lacks: at the return type (or
+/// the function's name, for `()`).
+fn return_span(func: &ItemFn) -> proc_macro2::Span {
+    match &func.sig.output {
         ReturnType::Type(_, ty) => ty.span(),
         ReturnType::Default => func.sig.ident.span(),
-    };
-    let output = quote_spanned! {span=>
-        {
-            #[allow(unused_imports)]
-            use #p::{PlainKind as _, ResultKind as _};
-            (&#p::Kind::<#ret>::NEW).output()
+    }
+}
+
+/// How the return type is stored, spanned at the return type so that a
+/// value that cannot be stored is reported there: `Result` stores its
+/// `Ok` and anything else itself (the `Kind` autoref pick); with
+/// `cache_err`, the whole `Result`; with `hard_timeout`, wrapped so that an
+/// abandoned computation answers `Err(E::from(Elapsed))`. The runtime's
+/// traits behind the last two say what a return type lacks for them.
+fn output_expr(func: &ItemFn, args: &CachedArgs, p: &TokenStream) -> TokenStream {
+    let ret = return_type(func);
+    let span = return_span(func);
+    let p = &respan(p.clone(), span);
+    let base = if args.cache_err.is_some() {
+        quote_spanned!(span=> <#ret as #p::CacheErr>::OUTPUT)
+    } else {
+        quote_spanned! {span=>
+            {
+                #[allow(unused_imports)]
+                use #p::{PlainKind as _, ResultKind as _};
+                (&#p::Kind::<#ret>::NEW).output()
+            }
         }
     };
-    let entry = if batch {
-        quote_spanned!(span=> #p::get_or_compute_batch::<_, #ret, _, _, _>)
+    if args.hard_timeout.is_some() {
+        quote_spanned!(span=> #p::timed::<#ret, _>(#base))
     } else {
-        quote_spanned!(span=> #p::get_or_compute::<#ret, _, _>)
+        base
+    }
+}
+
+/// The hooks on the value: `unless` and `ttl_from` as the user wrote them,
+/// so that rustc reports a closure of the wrong type at the closure.
+fn hooks_expr(func: &ItemFn, args: &CachedArgs, p: &TokenStream) -> TokenStream {
+    if args.unless.is_none() && args.ttl_from.is_none() {
+        return quote!(#p::Hooks::NONE);
+    }
+    let ret = return_type(func);
+    let span = return_span(func);
+    let p = &respan(p.clone(), span);
+    let unless = args.unless.iter().map(|f| quote!(.unless(#f)));
+    let ttl_from = args.ttl_from.iter().map(|f| quote!(.ttl_from(#f)));
+    let hooks = quote_spanned!(span=> #p::hooks::<#ret, _>(&__cachekit_output));
+    quote!(#hooks #(#unless)* #(#ttl_from)*)
+}
+
+/// The computation: the body, borrowing the arguments, or, when it may run
+/// on its own task, made from owned copies of them.
+fn computation(func: &ItemFn, args: &CachedArgs, p: &TokenStream) -> TokenStream {
+    let block = &func.block;
+    if args.detached().is_none() {
+        return quote!(#p::Inline(async move #block));
+    }
+    let mut copies = Vec::new();
+    let mut borrows = Vec::new();
+    for input in &func.sig.inputs {
+        if let Ok(Owning::Borrowed {
+            ident,
+            mutability,
+            referent,
+        }) = owning(input)
+        {
+            let owned = format_ident!("__cachekit_owned_{}", ident);
+            let span = referent.span();
+            let p = respan(p.clone(), span);
+            copies.push(quote_spanned! {span=>
+                let #owned = <#referent as #p::ToOwned>::to_owned(#ident);
+            });
+            borrows.push(quote! {
+                #[allow(unused_variables, unused_mut)]
+                let #mutability #ident: &#referent = ::core::borrow::Borrow::borrow(&#owned);
+            });
+        }
+    }
+    let body = if borrows.is_empty() {
+        quote!(async move #block)
+    } else {
+        quote!(async move {
+            #(#borrows)*
+            #block
+        })
     };
-    (output, entry)
+    quote! {
+        #p::Owned(move || {
+            #(#copies)*
+            #body
+        })
+    }
 }
 
 /// The key of one call: the template's, or the default key.
@@ -229,34 +341,45 @@ fn expand_cached(func: &ItemFn, args: &CachedArgs, params: &Params) -> TokenStre
     let site = site_expr(func, args, params, &p, In::Function);
     let key = key_expr(func, args, params, &p);
     let tags = args.tags.iter().map(|t| render(t, &p));
-    let (output, engine) = engine(func, &p, false);
-    // A refresh in the background needs a computation that owns its
-    // inputs: made from the (moved) arguments only when it runs.
+    let output = output_expr(func, args, &p);
+    let hooks = hooks_expr(func, args, &p);
+    let ret = return_type(func);
     // The call is spanned at the return type: a value that cannot be
     // stored is reported there.
-    let span = match &func.sig.output {
-        ReturnType::Type(_, ty) => ty.span(),
-        ReturnType::Default => func.sig.ident.span(),
-    };
-    let call = if args.stale_ms.is_some() || args.refresh_early {
-        let ret = return_type(func);
+    let span = return_span(func);
+    let sync = sig.asyncness.is_none();
+    let ps = respan(p.clone(), span);
+    let call = if sync {
         quote_spanned! {span=>
-            #p::cached::<#ret, _, _>(__cachekit_site, __cachekit_key, __cachekit_tags, __cachekit_output, #p::Hooks::NONE, #p::Owned(move || async move #block)).await
+            #ps::cached_sync::<#ret, _, _>(__cachekit_site, __cachekit_key, __cachekit_tags, __cachekit_output, __cachekit_hooks, move || #block)
         }
     } else {
-        quote_spanned!(span=> #engine(__cachekit_site, __cachekit_key, __cachekit_tags, __cachekit_output, async move #block).await)
+        let entry = if args.process {
+            quote_spanned!(span=> #ps::cached_process::<#ret, _, _>)
+        } else {
+            quote_spanned!(span=> #ps::cached::<#ret, _, _>)
+        };
+        let computation = computation(func, args, &p);
+        quote_spanned! {span=>
+            #entry(__cachekit_site, __cachekit_key, __cachekit_tags, __cachekit_output, __cachekit_hooks, #computation).await
+        }
     };
+    // The output and the hooks are where a return type that cannot be
+    // stored, or lacks what an option needs, is reported: at the type.
+    let output = quote_spanned!(span=> let __cachekit_output = #output;);
+    let hooks = quote_spanned!(span=> let __cachekit_hooks = #hooks;);
     let main = quote! {
         #(#attrs)*
         #vis #sig {
             let __cachekit_site: &'static #p::Site = #site;
             let __cachekit_key: #p::String = #key;
             let __cachekit_tags: #p::Vec<#p::String> = #p::Vec::from([#(#tags),*]);
-            let __cachekit_output = #output;
+            #output
+            #hooks
             #call
         }
     };
-    if !args.companions {
+    if args.no_companions {
         return main;
     }
     let site = site_expr(func, args, params, &p, In::Beside);
@@ -349,6 +472,16 @@ fn companions(
     let doc_invalidate = format!(
         "Deletes the cached result of [`{name}`] for these arguments. Returns whether there was one."
     );
+    // A forced refresh is a task-local scope: a sync function has none.
+    let refresh = func.sig.asyncness.is_some().then(|| {
+        quote! {
+            #[doc = #doc_refresh]
+            #[allow(dead_code, clippy::needless_pass_by_value)]
+            #vis async fn #refresh_fn #generics (#inputs) -> #ret #where_clause {
+                #p::force_refresh(#this #name #turbofish (#receiver #(#names),*)).await
+            }
+        }
+    });
     quote! {
         #[doc = #doc_key]
         #[allow(unused_variables, dead_code, clippy::needless_pass_by_value, clippy::unused_self)]
@@ -356,11 +489,7 @@ fn companions(
             #key
         }
 
-        #[doc = #doc_refresh]
-        #[allow(dead_code, clippy::needless_pass_by_value)]
-        #vis async fn #refresh_fn #generics (#inputs) -> #ret #where_clause {
-            #p::force_refresh(#this #name #turbofish (#receiver #(#names),*)).await
-        }
+        #refresh
 
         #[doc = #doc_invalidate]
         #[allow(unused_variables, dead_code, clippy::needless_pass_by_value, clippy::unused_self)]
@@ -407,7 +536,16 @@ fn expand_batch(func: &ItemFn, args: &CachedArgs, param: &PatType) -> TokenStrea
     let ids = &binding.ident;
     let key = render_batch(args.key.as_ref().expect("checked"), &p, ids);
     let rebind = batch_rebind(param);
-    let (output, engine) = engine(func, &p, true);
+    let span = return_span(func);
+    let ret = return_type(func);
+    let output = quote_spanned! {span=>
+        {
+            #[allow(unused_imports)]
+            use #p::{PlainKind as _, ResultKind as _};
+            (&#p::Kind::<#ret>::NEW).output()
+        }
+    };
+    let engine = quote_spanned!(span=> #p::get_or_compute_batch::<_, #ret, _, _, _>);
     quote! {
         #(#attrs)*
         #vis #sig {

@@ -4,13 +4,15 @@
 
 use syn::{FnArg, Ident, ItemFn, Pat, PatType, ReturnType};
 
-use crate::attr::{CachedArgs, InvalidateArgs, TemplateLit};
+use crate::attr::{AttrOption as _, CachedArgs, CachedOption, InvalidateArgs, TemplateLit};
 use crate::errors::{Code, Errors};
-use crate::func::{Params, contains_impl_trait};
+use crate::func::{Params, Unownable, contains_impl_trait, owning};
 
-/// What every annotated function must be.
-pub(crate) fn function(func: &ItemFn, attr: &str, errors: &mut Errors) {
-    if func.sig.asyncness.is_none() {
+/// What every annotated function must be: async (unless `sync` says a
+/// plain `fn` may be, as `#[cached(scope = "process")]`'s), with a
+/// nameable return type.
+pub(crate) fn function(func: &ItemFn, attr: &str, sync: bool, errors: &mut Errors) {
+    if func.sig.asyncness.is_none() && !sync {
         errors.push(Code::NotAsync.error(
             func.sig.fn_token.span,
             format!("#[{attr}] applies to an `async fn`; make this function async"),
@@ -105,20 +107,120 @@ pub(crate) fn batch<'f>(
             ),
         )),
     }
-    for (set, option) in [
-        (args.lock, "lock"),
-        (args.stale_ms.is_some(), "stale"),
-        (args.refresh_early, "refresh"),
-        (!args.tags.is_empty(), "tags"),
-    ] {
-        if set {
+    for (option, at) in args.given() {
+        use CachedOption as O;
+        let combined = match option {
+            O::Lock => args.lock,
+            O::Refresh => args.refresh_early,
+            O::Scope => args.process,
+            O::Stale
+            | O::Tags
+            | O::FailSafe
+            | O::SoftTimeout
+            | O::HardTimeout
+            | O::CacheErr
+            | O::Unless
+            | O::TtlFrom
+            | O::Jitter => true,
+            _ => false,
+        };
+        if combined {
             errors.push(Code::BatchCombined.error(
-                ids.span(),
-                format!("`batch` cannot be combined with `{option}`"),
+                at,
+                format!("`batch` cannot be combined with `{}`", option.name()),
             ));
         }
     }
     param
+}
+
+/// `#[cached]` on a plain `fn`: its entries stay in this process, and only
+/// the options that need no task and no I/O apply.
+pub(crate) fn sync(func: &ItemFn, args: &CachedArgs, errors: &mut Errors) {
+    use CachedOption as O;
+    if func.sig.asyncness.is_some() {
+        return;
+    }
+    let name = &func.sig.ident;
+    if !args.process {
+        errors.push(Code::SyncWithoutProcess.error(
+            func.sig.fn_token.span,
+            format!(
+                "#[cached] on a plain `fn` needs `scope = \"process\"`: a shared store needs I/O, which \
+                 `{name}` cannot await. Write `#[cached(scope = \"process\", ...)]` to keep its entries in \
+                 this process, or make it an `async fn`"
+            ),
+        ));
+    }
+    for (option, at) in args.given() {
+        let why = match option {
+            O::Stale | O::SoftTimeout => {
+                "a sync function has no task to go on in while the caller is answered"
+            }
+            O::Refresh if args.refresh_early => "a sync function has no task to refresh in",
+            O::HardTimeout => "a sync function cannot be abandoned while it runs",
+            O::FailSafe | O::FailSafeThrottle => {
+                "a sync function's entries keep no last good value past their TTL"
+            }
+            O::Batch => "a batch reads and writes a shared store",
+            // With `scope = "process"`, the scope's own check reports these.
+            O::Lock | O::LockTtl | O::Local | O::Codec | O::Compress if !args.process => {
+                "its entries stay in this process, as values"
+            }
+            _ => continue,
+        };
+        errors.push(Code::SyncCombined.error(
+            at,
+            format!(
+                "`{}` does not apply to a sync function: {why}",
+                option.name()
+            ),
+        ));
+    }
+}
+
+/// A computation that may run on its own task (with `stale`,
+/// `refresh = "early"` or `soft_timeout`) is made from owned copies of the
+/// arguments: each parameter must be one that can be owned.
+pub(crate) fn owned(func: &ItemFn, args: &CachedArgs, errors: &mut Errors) {
+    let Some((option, _)) = args.detached() else {
+        return;
+    };
+    // A sync or batch function has its own errors for these options.
+    if func.sig.asyncness.is_none() || args.batch.is_some() {
+        return;
+    }
+    let option = option.name();
+    let name = &func.sig.ident;
+    for input in &func.sig.inputs {
+        match owning(input) {
+            Ok(_) => {}
+            Err(Unownable::BorrowedSelf) => errors.push(Code::BorrowedReceiver.spanned(
+                input,
+                format!(
+                    "`{option}` runs `{name}` on its own task, which cannot borrow `self`: take \
+                     `self: Arc<Self>`, or make `Self` a cheap `Clone` handle (its state in an `Arc`) and take `self`"
+                ),
+            )),
+            Err(why) => {
+                let param = match input {
+                    FnArg::Typed(t) => {
+                        let pat = &t.pat;
+                        quote::quote!(#pat).to_string()
+                    }
+                    FnArg::Receiver(_) => "self".to_owned(),
+                };
+                errors.push(Code::NotOwnable.spanned(
+                    input,
+                    format!(
+                        "`{option}` runs `{name}` on its own task, which owns copies of the arguments, \
+                         and `{param}` cannot be copied there: {}",
+                        why.advice()
+                    ),
+                ));
+            }
+        }
+    }
 }
 
 /// `#[invalidate]`'s templates, and that it invalidates something.

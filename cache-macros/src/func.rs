@@ -1,7 +1,7 @@
 //! The annotated function: parsed, failed soft, and described (its
 //! parameters, where it lives, the signature its companions copy).
 
-use proc_macro2::TokenStream;
+use proc_macro2::{TokenStream, TokenTree};
 use quote::quote;
 use syn::punctuated::Punctuated;
 use syn::{FnArg, Ident, ItemFn, Pat, ReturnType, Token, Type};
@@ -119,8 +119,8 @@ fn collect_bindings(pat: &Pat, out: &mut Vec<Ident>) {
 /// Whether `tokens` hold the identifier `name`, at any depth.
 fn holds_ident(tokens: TokenStream, name: &str) -> bool {
     tokens.into_iter().any(|tt| match tt {
-        proc_macro2::TokenTree::Ident(i) => i == name,
-        proc_macro2::TokenTree::Group(g) => holds_ident(g.stream(), name),
+        TokenTree::Ident(i) => i == name,
+        TokenTree::Group(g) => holds_ident(g.stream(), name),
         _ => false,
     })
 }
@@ -131,6 +131,137 @@ fn mentions_self(tokens: TokenStream) -> bool {
 
 pub(crate) fn contains_impl_trait(ty: &Type) -> bool {
     holds_ident(quote!(#ty), "impl")
+}
+
+/// How a parameter reaches a computation that runs on its own task (a
+/// refresh in the background, the rest of a computation past its soft
+/// timeout): such a computation must own what it uses.
+pub(crate) enum Owning<'f> {
+    /// Moved in as it is: a value, `self`, `self: Arc<Self>`, a
+    /// `&'static` reference.
+    Move,
+    /// `x: &T`: `<T as ToOwned>::to_owned(x)` is moved in, and the body
+    /// sees `x: &T` borrowed from it, unchanged.
+    Borrowed {
+        ident: &'f Ident,
+        mutability: Option<Token![mut]>,
+        referent: &'f Type,
+    },
+}
+
+/// Why a parameter cannot be owned by a detached computation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unownable {
+    /// `&self`, `self: &Self`, `self: Pin<&mut Self>`.
+    BorrowedSelf,
+    /// `x: &mut T`.
+    MutRef,
+    /// `x: impl Trait`, `x: &impl Trait`.
+    ImplTrait,
+    /// `x: Cow<'a, str>`, `x: &Row<'a>`.
+    Lifetime,
+    /// `(a, b): (u8, u8)`, `_: u8`, `ref x: T`.
+    Pattern,
+}
+
+impl Unownable {
+    /// What to write instead.
+    pub(crate) fn advice(self) -> &'static str {
+        match self {
+            Unownable::BorrowedSelf => "",
+            Unownable::MutRef => {
+                "a `&mut` borrow cannot be copied to another task: take the value, or `&T`"
+            }
+            Unownable::ImplTrait => {
+                "`impl Trait` has no owned form to copy: use a type parameter \
+                 (`T: Trait + Clone + Send + 'static`) or a concrete type"
+            }
+            Unownable::Lifetime => {
+                "a type that borrows cannot move to another task: take an owned type \
+                 (`String` rather than `Cow<'a, str>`, a value rather than a view)"
+            }
+            Unownable::Pattern => "write a plain name (`q: Query`) and destructure it in the body",
+        }
+    }
+}
+
+/// How `input` reaches a detached computation.
+pub(crate) fn owning(input: &FnArg) -> Result<Owning<'_>, Unownable> {
+    match input {
+        FnArg::Receiver(r) => {
+            let ty = quote!(#r);
+            if r.reference.is_some() || holds_punct(ty, '&') {
+                Err(Unownable::BorrowedSelf)
+            } else {
+                Ok(Owning::Move)
+            }
+        }
+        FnArg::Typed(t) => {
+            let Pat::Ident(binding) = &*t.pat else {
+                return Err(Unownable::Pattern);
+            };
+            if binding.by_ref.is_some() || binding.subpat.is_some() {
+                return Err(Unownable::Pattern);
+            }
+            match ungroup(&t.ty) {
+                Type::Reference(r) => {
+                    if r.mutability.is_some() {
+                        return Err(Unownable::MutRef);
+                    }
+                    ownable(&r.elem)?;
+                    if r.lifetime.as_ref().is_some_and(|l| l.ident == "static") {
+                        return Ok(Owning::Move);
+                    }
+                    Ok(Owning::Borrowed {
+                        ident: &binding.ident,
+                        mutability: binding.mutability,
+                        referent: &r.elem,
+                    })
+                }
+                ty => ownable(ty).map(|()| Owning::Move),
+            }
+        }
+    }
+}
+
+/// Whether a type can be owned: no `impl Trait`, no borrowed lifetime.
+fn ownable(ty: &Type) -> Result<(), Unownable> {
+    if contains_impl_trait(ty) {
+        return Err(Unownable::ImplTrait);
+    }
+    if holds_borrowed_lifetime(quote!(#ty)) {
+        return Err(Unownable::Lifetime);
+    }
+    Ok(())
+}
+
+fn ungroup(ty: &Type) -> &Type {
+    match ty {
+        Type::Group(g) => ungroup(&g.elem),
+        Type::Paren(p) => ungroup(&p.elem),
+        ty => ty,
+    }
+}
+
+/// Whether `tokens` hold a lifetime other than `'static`, at any depth.
+fn holds_borrowed_lifetime(tokens: TokenStream) -> bool {
+    let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+    tokens.iter().enumerate().any(|(i, tt)| match tt {
+        TokenTree::Punct(p) if p.as_char() == '\'' => {
+            !matches!(tokens.get(i + 1), Some(TokenTree::Ident(id)) if id == "static")
+        }
+        TokenTree::Group(g) => holds_borrowed_lifetime(g.stream()),
+        _ => false,
+    })
+}
+
+/// Whether `tokens` hold the punctuation `c`, at any depth.
+fn holds_punct(tokens: TokenStream, c: char) -> bool {
+    tokens.into_iter().any(|tt| match tt {
+        TokenTree::Punct(p) => p.as_char() == c,
+        TokenTree::Group(g) => holds_punct(g.stream(), c),
+        _ => false,
+    })
 }
 
 /// The parameters as the companions declare them: the user's, without the

@@ -27,7 +27,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let args = InvalidateArgs::parse(args, &mut errors);
     let params = Params::of(&func);
-    check::function(&func, "invalidate", &mut errors);
+    check::function(&func, "invalidate", false, &mut errors);
     check::invalidate(&func, &args, &params, &mut errors);
     if let Err(e) = errors.finish() {
         return fail_soft(item, e);
@@ -121,7 +121,7 @@ fn entries(targets: &[EntryTarget], p: &TokenStream) -> TokenStream {
 /// message of ours. An inherent associated function wins over it, so it
 /// only answers when the type has no entry of that name: the method is not
 /// `#[cached]`, or has `companions = false` (as in a trait impl).
-fn entry_call(
+pub(crate) fn entry_call(
     target: &EntryTarget,
     n: usize,
     p: &TokenStream,

@@ -8,8 +8,8 @@
 //!
 //! The stages, one module each: `attr` parses the arguments, `template`
 //! parses key templates (pure, no `syn`), `check` validates them against
-//! the annotated item, `render` writes keys, and `cached`, `invalidate` and
-//! `derive` expand. Every error has a code in `errors`, and a compile-fail
+//! the annotated item, `render` writes keys, and `cached`, `invalidate`,
+//! `derive` and `testing` (`#[cachekit::test]`, `assert_cached!`) expand. Every error has a code in `errors`, and a compile-fail
 //! case in `tests/ui/`.
 #![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
 
@@ -24,8 +24,10 @@ mod func;
 mod invalidate;
 mod render;
 mod template;
+mod testing;
 
-/// Caches an `async fn`: get, or compute and set, against the global cache.
+/// Caches an `async fn` (or, with `scope = "process"`, a plain `fn`): get,
+/// or compute and set, against the global cache.
 ///
 /// ```
 /// use cachekit::cached;
@@ -42,13 +44,18 @@ mod template;
 /// # }
 /// ```
 ///
-/// Options: `ttl` (seconds, or `"90s"`, `"5m"`, `"1h"`), `key` (a template
+/// Options: `ttl` (seconds, or `"90s"`, `"1.5s"`, `"5m"`, `"1h"`: the
+/// runtime's parser reads durations, at compile time), `key` (a template
 /// whose `{placeholders}` name parameters or field paths; `{{`/`}}` are
 /// literal braces; default: the function's path, its type arguments and all
 /// its arguments), `namespace`, `cache_none`, `tags`, `lock`, `lock_ttl`,
 /// `refresh = "early"` (with `beta`), `stale`, `local`, `codec`,
-/// `compress`, `batch`, `companions` and `crate`. The `cachekit` crate
-/// documents each one next to the runtime call it stands for.
+/// `compress`, the latency options `fail_safe`, `fail_safe_throttle`,
+/// `soft_timeout`, `hard_timeout`, `cache_err`, `jitter`, the hooks
+/// `unless` and `ttl_from` (closures), `scope = "process"` (with
+/// `max_entries`; also on a plain `fn`), `batch`, `companions` and `crate`.
+/// The `cachekit` crate documents each one next to the runtime call it
+/// stands for.
 ///
 /// Beside the function come its companions, `{name}_key`, `{name}_refresh`
 /// and `{name}_invalidate`, and a hidden entry that `#[invalidate]`'s typed
@@ -123,4 +130,80 @@ pub fn invalidate(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_derive(CacheKey, attributes(cache_key))]
 pub fn derive_cache_key(input: TokenStream) -> TokenStream {
     derive::expand(input.into()).into()
+}
+
+/// A test with its own empty cache: `#[tokio::test]`, with the same
+/// options (`flavor = "multi_thread"`, `worker_threads = N`,
+/// `start_paused = true`), whose cached functions, `Cache` handles and
+/// invalidations use a cache of the test's own. Tests running in parallel
+/// in one binary never see each other's entries.
+///
+/// `#[cachekit::test(redis)]` puts that cache on the Redis server of
+/// `REDIS_URL`, under a key prefix of its own, and deletes its keys when
+/// the test ends.
+///
+/// ```
+/// use cachekit::cached;
+///
+/// #[cached(ttl = 5, key = "user:{id}")]
+/// async fn get_user(id: u64) -> String {
+///     format!("user {id}")
+/// }
+///
+/// #[cachekit::test(start_paused = true)]
+/// async fn entries_expire() {
+///     cachekit::assert_not_cached!(get_user(7));
+///     get_user(7).await;
+///     cachekit::assert_cached!(get_user(7));
+///     tokio::time::advance(std::time::Duration::from_secs(6)).await;
+///     cachekit::assert_not_cached!(get_user(7));
+/// }
+/// # fn main() {}
+/// ```
+///
+/// Expiry in the test's cache follows tokio's clock, so that
+/// `start_paused = true` and `tokio::time::advance` expire entries at once.
+/// [`cachekit::testing`](https://docs.rs/cachekit/latest/cachekit/testing/)
+/// injects faults into the test's store and reads its counters.
+#[proc_macro_attribute]
+pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
+    testing::expand_test(args.into(), item.into()).into()
+}
+
+/// Asserts that a call of a cached function would be a hit: its entry for
+/// these arguments is fresh. The call is written as it would be, without
+/// `.await` (it does not run); the assertion awaits the cache, so it is
+/// used in async code. An optional message follows, as in `assert!`.
+///
+/// ```
+/// use cachekit::{assert_cached, assert_not_cached, cached};
+///
+/// #[cached(ttl = 60, key = "user:{id}")]
+/// async fn get_user(id: u64) -> String {
+///     format!("user {id}")
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// assert_not_cached!(get_user(7));
+/// get_user(7).await;
+/// assert_cached!(get_user(7), "after the first call");
+/// get_user_invalidate(7).await.unwrap();
+/// assert_not_cached!(get_user(7));
+/// # }
+/// ```
+///
+/// A method is named through its type, the receiver first:
+/// `assert_cached!(Repo::find(&repo, 7))`.
+#[proc_macro]
+pub fn assert_cached(input: TokenStream) -> TokenStream {
+    testing::expand_assert(input.into(), true).into()
+}
+
+/// Asserts that a call of a cached function would not be a hit: its entry
+/// for these arguments is absent, expired or being computed. See
+/// [`assert_cached!`].
+#[proc_macro]
+pub fn assert_not_cached(input: TokenStream) -> TokenStream {
+    testing::expand_assert(input.into(), false).into()
 }

@@ -85,7 +85,72 @@ pub mod __private {
         glob_match, render,
     };
     pub use crate::stats::{Counters, Scope};
-    pub use ::std::{string::String, vec::Vec};
+    #[cfg(feature = "test")]
+    pub use crate::testing::run_test;
+    pub use crate::testing::{TestRuntime, is_cached};
+    pub use ::std::{borrow::ToOwned, string::String, vec::Vec};
+
+    /// The hooks of a function whose return type `R` is stored by `output`:
+    /// `Hooks<O::Value>`, named before the closures are, so that a closure
+    /// without type annotations gets the value's type.
+    pub const fn hooks<R, O: Output<R>>(_output: &O) -> Hooks<O::Value> {
+        Hooks::NONE
+    }
+
+    /// How `cache_err` stores a return type: the whole `Result`.
+    #[diagnostic::on_unimplemented(
+        message = "`cache_err` caches an `Err` for a while, and `{Self}` is not a `Result`",
+        label = "not a `Result`",
+        note = "remove `cache_err`, or return `Result<T, E>`; the whole result is stored, so `E` needs what `T` needs"
+    )]
+    pub trait CacheErr {
+        /// [`ErrOutput`].
+        type Output;
+        /// The output.
+        const OUTPUT: Self::Output;
+    }
+
+    impl<T, E> CacheErr for Result<T, E> {
+        type Output = ErrOutput;
+        const OUTPUT: ErrOutput = ErrOutput;
+    }
+
+    /// How `hard_timeout` wraps a return type's output: an abandoned
+    /// computation answers `Err(E::from(Elapsed))`.
+    #[diagnostic::on_unimplemented(
+        message = "`hard_timeout` abandons the computation and returns an error, and `{Self}` is not a `Result`",
+        label = "not a `Result`",
+        note = "return `Result<T, E>` with `impl From<cachekit::Elapsed> for E`"
+    )]
+    pub trait HardTimeout<O> {
+        /// [`Timed`] of the output.
+        type Output;
+        /// Wraps `output`.
+        fn timed(output: O) -> Self::Output;
+    }
+
+    impl<T, E: TimeoutError, O> HardTimeout<O> for Result<T, E> {
+        type Output = Timed<O>;
+        fn timed(output: O) -> Timed<O> {
+            Timed(output)
+        }
+    }
+
+    /// The output of a function with `hard_timeout`: `output`, wrapped.
+    pub fn timed<R: HardTimeout<O>, O>(output: O) -> R::Output {
+        R::timed(output)
+    }
+
+    /// An error type that can say a computation was abandoned at its hard
+    /// timeout.
+    #[diagnostic::on_unimplemented(
+        message = "`hard_timeout` returns `Err(E::from(cachekit::Elapsed))` when it abandons the computation, and `{Self}` does not implement `From<cachekit::Elapsed>`",
+        label = "the error type",
+        note = "implement `From<cachekit::Elapsed>` for `{Self}` (a variant such as `Timeout`), or remove `hard_timeout`"
+    )]
+    pub trait TimeoutError: From<crate::Elapsed> {}
+
+    impl<E: From<crate::Elapsed>> TimeoutError for E {}
 
     /// Whether a call's result counts as a success (`Ok`, or any value that
     /// is not a `Result`).

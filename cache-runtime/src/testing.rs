@@ -183,6 +183,58 @@ pub async fn store() -> Arc<dyn crate::Store> {
     crate::global::current().await.store.clone()
 }
 
+/// How `#[cachekit::test]` runs a test: tokio's runtime options, and
+/// where the test's cache is.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct TestRuntime {
+    /// `flavor = "multi_thread"` (else current-thread).
+    pub multi_thread: bool,
+    /// `worker_threads = N` (multi-thread only).
+    pub worker_threads: Option<usize>,
+    /// `start_paused = true` (current-thread only).
+    pub start_paused: bool,
+    /// `#[cachekit::test(redis)]`: on the Redis of `REDIS_URL`.
+    pub redis: bool,
+}
+
+/// Runs a test the way `#[cachekit::test]` does: on a runtime of its own,
+/// with a cache of its own ([`RuntimeCache`]), whose Redis keys (if any)
+/// are deleted when the test ends, whether it passes or panics.
+///
+/// # Panics
+///
+/// If the runtime cannot be built, or as the test does.
+#[doc(hidden)]
+#[cfg(feature = "test")]
+pub fn run_test<F: Future>(how: TestRuntime, test: F) -> F::Output {
+    use futures_util::FutureExt;
+
+    let mut builder = if how.multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    if let Some(n) = how.worker_threads {
+        builder.worker_threads(n);
+    }
+    builder.enable_all().start_paused(how.start_paused);
+    let runtime = builder.build().expect("the test's tokio runtime");
+    runtime.block_on(async move {
+        let cache = RuntimeCache::install(how.redis);
+        if how.redis
+            && how.start_paused
+            && let Some(faults) = &cache.stack.faults
+        {
+            faults.real_time_io.on.store(true, Ordering::Release);
+        }
+        let out = std::panic::AssertUnwindSafe(test).catch_unwind().await;
+        cache.cleanup().await;
+        drop(cache);
+        out.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
 /// Whether a call of a cached function would hit, without running it:
 /// what `assert_cached!(get_user(7))` asks (through the function's hidden
 /// entry). A fresh entry is a hit; an absent, expired, undecodable or
@@ -241,6 +293,55 @@ pub(crate) struct FaultState {
     injected: AtomicU64,
     /// Drops the store's connections (a shared store).
     pub(crate) on_drop: Mutex<Option<DropConnections>>,
+    /// Store operations under way, holding a paused clock (see
+    /// [`RealTimeIo`]).
+    real_time_io: RealTimeIo,
+}
+
+/// Real I/O under a paused clock. A paused runtime advances its clock to
+/// the next timer whenever it is idle, and a test waiting on Redis is idle:
+/// every operation would reach its timeout at once. While store operations
+/// are under way, a blocking task waits for the last of them to end, and a
+/// blocking task holds tokio's auto-advance (the clock stays paused, and
+/// `tokio::time::advance` still moves it). `#[cachekit::test(redis,
+/// start_paused = true)]` turns this on.
+#[derive(Debug, Default)]
+struct RealTimeIo {
+    on: AtomicBool,
+    /// Operations under way, and the line to the blocking task.
+    under_way: Mutex<(usize, Option<std::sync::mpsc::Sender<()>>)>,
+}
+
+/// An operation under way, holding auto-advance.
+struct HoldingTime<'a>(&'a RealTimeIo);
+
+impl RealTimeIo {
+    fn enter(&self) -> Option<HoldingTime<'_>> {
+        if !self.on.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut under_way = self.under_way.lock().expect("real-time I/O");
+        if under_way.0 == 0 {
+            let (done, wait) = std::sync::mpsc::channel::<()>();
+            // Ends when the sender is dropped, after the last operation.
+            tokio::task::spawn_blocking(move || {
+                let _ = wait.recv();
+            });
+            under_way.1 = Some(done);
+        }
+        under_way.0 += 1;
+        Some(HoldingTime(self))
+    }
+}
+
+impl Drop for HoldingTime<'_> {
+    fn drop(&mut self) {
+        let mut under_way = self.0.under_way.lock().expect("real-time I/O");
+        under_way.0 -= 1;
+        if under_way.0 == 0 {
+            under_way.1 = None;
+        }
+    }
 }
 
 /// How to drop a store's connections.
@@ -312,6 +413,21 @@ impl Faults {
 }
 
 impl FaultState {
+    /// Whether any fault is set: the engine then reaches the embedded
+    /// store through the fault layer.
+    pub(crate) fn injecting(&self) -> bool {
+        self.failing.load(Ordering::Acquire)
+            || self.fail_next.load(Ordering::Acquire) > 0
+            || self.latency_us.load(Ordering::Acquire) > 0
+            || self.corrupt_next.load(Ordering::Acquire) > 0
+            || self.dropped.load(Ordering::Acquire)
+            || self
+                .fail_until
+                .lock()
+                .expect("faults")
+                .is_some_and(|t| tokio::time::Instant::now() < t)
+    }
+
     /// What to do before an operation: wait, then fail or not.
     pub(crate) async fn before(&self, op: Op) -> Result<()> {
         let latency = self.latency_us.load(Ordering::Acquire);
@@ -359,6 +475,7 @@ impl Layer for Arc<FaultState> {
     ) -> BoxFuture<'a, Result<T>> {
         Box::pin(async move {
             self.before(op).await?;
+            let _holding = self.real_time_io.enter();
             attempt().await
         })
     }

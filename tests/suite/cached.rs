@@ -962,3 +962,450 @@ pub async fn generic_functions_key_on_their_type_arguments(_: &Ctx) {
     impl_trait_value(&tag, 5u32).await;
     assert_eq!(count(&tag), 2, "so are the types behind `impl Trait`");
 }
+
+// The latency options (issue 13), process scope and sync functions
+// (issue 14).
+
+static BURST_RUNS: AtomicU32 = AtomicU32::new(0);
+static BURST_DONE: AtomicU32 = AtomicU32::new(0);
+
+/// A 300 ms source with a borrowed parameter: the background refresh runs
+/// on its own task, from an owned copy of `tag`.
+#[cached(ttl = "300ms", stale = "30s", key = "burst:{tag}")]
+async fn burst_source(tag: &str) -> u32 {
+    let run = BURST_RUNS.fetch_add(1, Ordering::SeqCst) + 1;
+    bump(tag);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    BURST_DONE.fetch_add(1, Ordering::SeqCst);
+    run
+}
+
+/// Calls `f` until a call is a hit (its computation's store may be fenced
+/// off by an invalidation that another test of the suite makes meanwhile:
+/// the in-process fence is conservative), and returns that value.
+async fn primed<T: PartialEq, F: std::future::Future<Output = T>>(
+    tag: &str,
+    mut f: impl FnMut() -> F,
+) -> T {
+    for _ in 0..10 {
+        let before = count(tag);
+        let value = f().await;
+        if count(tag) == before {
+            return value;
+        }
+    }
+    panic!("{tag}: never cached");
+}
+
+pub async fn a_stale_burst_is_served_at_once_and_refreshed_once(_: &Ctx) {
+    let tag = crate::common::unique("burst");
+    let first = primed(&tag, || burst_source(&tag)).await;
+    let computed = count(&tag);
+    let done = BURST_DONE.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Expired, within its stale window: 200 callers at once. Each call is
+    // timed on its own: the suite's other tests share the runtime's two
+    // workers, so a caller may start late, but none may wait once called.
+    let calls: Vec<_> = (0..200)
+        .map(|_| {
+            let tag = tag.clone();
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let value = burst_source(&tag).await;
+                let refreshed = BURST_DONE.load(Ordering::SeqCst) > done;
+                (value, started.elapsed(), refreshed)
+            })
+        })
+        .collect();
+    for call in calls {
+        let (value, took, refreshed) = call.await.unwrap();
+        assert!(
+            value == first || (refreshed && value > first),
+            "the stale value (or, once the refresh stored it, the new one): {value}"
+        );
+        // 20 ms is the goal; 50 ms leaves room for this shared, loaded
+        // machine (two cores, other builds), against a 300 ms source.
+        assert!(
+            took < Duration::from_millis(50),
+            "a caller of a stale entry waited for the refresh: {took:?}"
+        );
+    }
+    // The next call after the refresh finishes sees its value (polled: on
+    // a loaded machine the 300 ms refresh may take longer).
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while BURST_DONE.load(Ordering::SeqCst) == done {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refresh never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        count(&tag),
+        computed + 1,
+        "exactly one computation for the whole burst"
+    );
+    let refreshed = loop {
+        let value = burst_source(&tag).await;
+        if value != first {
+            break value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refreshed value never showed"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    assert!(refreshed > first);
+}
+
+static FAILING_UNTIL: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+
+#[cached(
+    ttl = "200ms",
+    fail_safe = "1h",
+    fail_safe_throttle = "500ms",
+    key = "fail-safe:{tag}"
+)]
+async fn flaky_source(tag: &str) -> Result<u32, String> {
+    bump(tag);
+    let failing = FAILING_UNTIL
+        .lock()
+        .unwrap()
+        .is_some_and(|until| std::time::Instant::now() < until);
+    if failing {
+        return Err("the source is down".into());
+    }
+    Ok(count(tag))
+}
+
+pub async fn fail_safe_serves_the_last_good_value_and_throttles_the_source(_: &Ctx) {
+    let tag = crate::common::unique("fail-safe");
+    let good = primed(&tag, || flaky_source(&tag)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let outage = Duration::from_secs(3);
+    let started = std::time::Instant::now();
+    *FAILING_UNTIL.lock().unwrap() = Some(started + outage);
+    let before = count(&tag);
+    let mut calls = 0;
+    while started.elapsed() < outage - Duration::from_millis(50) {
+        assert_eq!(
+            flaky_source(&tag).await,
+            Ok(good),
+            "the last good value, {:?} into the outage",
+            started.elapsed()
+        );
+        calls += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let tried = count(&tag) - before;
+    // One try, then one per 500 ms throttle window at most.
+    assert!(
+        (1..=7).contains(&tried),
+        "the source was tried {tried} times in {calls} calls over a 3 s outage"
+    );
+    assert!(calls > 100, "{calls}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_ne!(
+        flaky_source(&tag).await,
+        Ok(good),
+        "after the outage and the throttle, the source answers again"
+    );
+}
+
+static SOFT_DELAY_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[cached(
+    ttl = "1s",
+    fail_safe = "1h",
+    soft_timeout = "100ms",
+    key = "soft:{tag}"
+)]
+async fn slow_source(tag: &str) -> u32 {
+    bump(tag);
+    let run = count(tag);
+    tokio::time::sleep(Duration::from_millis(SOFT_DELAY_MS.load(Ordering::SeqCst))).await;
+    run
+}
+
+pub async fn soft_timeouts_answer_with_the_old_value_and_store_the_slow_one(_: &Ctx) {
+    let tag = crate::common::unique("soft");
+    // The delay is shared by the suite's one test of it.
+    SOFT_DELAY_MS.store(0, Ordering::SeqCst);
+    let first = primed(&tag, || slow_source(&tag)).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    SOFT_DELAY_MS.store(500, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    assert_eq!(
+        slow_source(&tag).await,
+        first,
+        "the old value, at the soft timeout"
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(90) && took < Duration::from_millis(300),
+        "answered at the 100 ms soft timeout, not after the 500 ms source: {took:?}"
+    );
+    // The computation goes on, and stores its result at ~500 ms.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    SOFT_DELAY_MS.store(0, Ordering::SeqCst);
+    let computed = count(&tag);
+    assert_eq!(
+        slow_source(&tag).await,
+        computed,
+        "the slow result was stored when it finished"
+    );
+    assert_eq!(count(&tag), computed, "a hit");
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub partial: bool,
+    pub run: u32,
+}
+
+#[cached(ttl = 60, key = "unless:{tag}:{partial}", unless = |r: &Report| r.partial)]
+async fn report(tag: &str, partial: bool) -> Report {
+    bump(tag);
+    Report {
+        partial,
+        run: count(tag),
+    }
+}
+
+pub async fn unless_keeps_matching_values_out_of_the_cache(_: &Ctx) {
+    let tag = crate::common::unique("unless");
+    assert_eq!(report(&tag, true).await.run, 1);
+    assert_eq!(
+        report(&tag, true).await.run,
+        2,
+        "a partial report is not stored"
+    );
+    cachekit::assert_not_cached!(report(&tag, true));
+    assert_eq!(report(&tag, false).await.run, 3);
+    assert_eq!(report(&tag, false).await.run, 3, "a complete one is");
+    cachekit::assert_cached!(report(&tag, false));
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quote {
+    pub valid_ms: u64,
+    pub run: u32,
+}
+
+#[cached(ttl = 60, key = "ttl-from:{tag}:{valid_ms}", ttl_from = |q: &Quote| Duration::from_millis(q.valid_ms))]
+async fn quote(tag: &str, valid_ms: u64) -> Quote {
+    bump(tag);
+    Quote {
+        valid_ms,
+        run: count(tag),
+    }
+}
+
+pub async fn ttl_from_gives_each_value_its_own_ttl(_: &Ctx) {
+    let tag = crate::common::unique("ttl-from");
+    assert_eq!(quote(&tag, 200).await.run, 1);
+    assert_eq!(quote(&tag, 60_000).await.run, 2);
+    assert_eq!(quote(&tag, 0).await.run, 3);
+    assert_eq!(quote(&tag, 0).await.run, 4, "a zero TTL is not stored");
+    cachekit::assert_cached!(quote(&tag, 200));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cachekit::assert_not_cached!(quote(&tag, 200), "its own 200 ms TTL is over");
+    cachekit::assert_cached!(quote(&tag, 60_000), "the function's TTL is not");
+    assert_eq!(quote(&tag, 200).await.run, 5);
+    assert_eq!(quote(&tag, 60_000).await.run, 2);
+}
+
+#[cached(ttl = 60, cache_err = "300ms", key = "cache-err:{tag}:{id}")]
+async fn lookup(tag: &str, id: u64) -> Result<u64, String> {
+    bump(tag);
+    if id == 0 {
+        Err(format!("no id 0 (run {})", count(tag)))
+    } else {
+        Ok(id)
+    }
+}
+
+pub async fn cache_err_keeps_an_err_for_its_own_ttl(_: &Ctx) {
+    let tag = crate::common::unique("cache-err");
+    let err = lookup(&tag, 0).await.unwrap_err();
+    assert_eq!(lookup(&tag, 0).await.unwrap_err(), err, "the Err is cached");
+    assert_eq!(count(&tag), 1);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_ne!(
+        lookup(&tag, 0).await.unwrap_err(),
+        err,
+        "recomputed after the 300 ms of cache_err"
+    );
+    assert_eq!(lookup(&tag, 7).await, Ok(7));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(lookup(&tag, 7).await, Ok(7));
+    assert_eq!(count(&tag), 3, "an Ok lives for the function's TTL");
+}
+
+static JITTERED: Cache = Cache::new("jittered", Duration::from_secs(10));
+
+#[cached(
+    ttl = 10,
+    jitter = "50%",
+    namespace = "jittered",
+    key = "jit:{tag}:{id}"
+)]
+async fn jittered(tag: &str, id: u64) -> u64 {
+    let _ = tag;
+    id
+}
+
+pub async fn jitter_takes_up_to_its_share_off_the_ttl(_: &Ctx) {
+    let tag = crate::common::unique("jitter");
+    let mut ttls = Vec::new();
+    for id in 0..20 {
+        jittered(&tag, id).await;
+        let ttl = JITTERED
+            .ttl(&format!("jit:{tag}:{id}"))
+            .await
+            .unwrap()
+            .expect("a TTL");
+        ttls.push(ttl);
+    }
+    let (min, max) = (ttls.iter().min().unwrap(), ttls.iter().max().unwrap());
+    assert!(
+        *min >= Duration::from_millis(4_900) && *max <= Duration::from_secs(10),
+        "within 50% below the 10 s TTL: {ttls:?}"
+    );
+    assert!(
+        *max - *min > Duration::from_millis(500),
+        "20 entries written together do not expire together: {ttls:?}"
+    );
+}
+
+/// Not serde: a handle on something live.
+#[derive(Clone)]
+pub struct Connection {
+    pub id: u64,
+    pub opened: std::sync::Arc<AtomicU32>,
+}
+
+#[cached(scope = "process", ttl = 60, key = "conn:{tag}:{id}")]
+async fn connect(tag: &str, id: u64) -> Connection {
+    bump(tag);
+    Connection {
+        id,
+        opened: std::sync::Arc::new(AtomicU32::new(count(tag))),
+    }
+}
+
+pub async fn process_scope_caches_values_without_serde(_: &Ctx) {
+    let tag = crate::common::unique("process");
+    let a = connect(&tag, 1).await;
+    let b = connect(&tag, 1).await;
+    assert!(
+        std::sync::Arc::ptr_eq(&a.opened, &b.opened),
+        "one value, cloned"
+    );
+    assert_eq!((a.id, count(&tag)), (1, 1));
+    cachekit::assert_cached!(connect(&tag, 1));
+    assert!(connect_invalidate(&tag, 1).await.unwrap());
+    connect(&tag, 1).await;
+    assert_eq!(count(&tag), 2, "the companion invalidated it");
+    cachekit::invalidate(&format!("conn:{tag}:*"))
+        .await
+        .unwrap();
+    connect(&tag, 1).await;
+    assert_eq!(count(&tag), 3, "so did a pattern");
+}
+
+#[cached(scope = "process", ttl = 60, key = "square:{tag}:{n}")]
+fn square(tag: &str, n: u64) -> u64 {
+    bump(tag);
+    n * n
+}
+
+#[invalidate(square(tag, n))]
+async fn forget_square(tag: &str, n: u64) {
+    let _ = (tag, n);
+}
+
+pub async fn sync_functions_are_cached_and_invalidated(_: &Ctx) {
+    let tag = crate::common::unique("sync");
+    assert_eq!(square(&tag, 3), 9);
+    assert_eq!(square(&tag, 3), 9);
+    assert_eq!(square(&tag, 4), 16);
+    assert_eq!(count(&tag), 2);
+    assert_eq!(square_key(&tag, 3), format!("square:{tag}:3"));
+    cachekit::assert_cached!(square(&tag, 3));
+    assert!(square_invalidate(&tag, 3).await.unwrap(), "by key");
+    assert_eq!(square(&tag, 3), 9);
+    assert_eq!(count(&tag), 3);
+    forget_square(&tag, 3).await;
+    assert_eq!(square(&tag, 3), 9);
+    assert_eq!(count(&tag), 4, "by a typed #[invalidate] target");
+    cachekit::invalidate(&format!("square:{tag}:*"))
+        .await
+        .unwrap();
+    assert_eq!(square(&tag, 3), 9);
+    assert_eq!(square(&tag, 4), 16);
+    assert_eq!(count(&tag), 6, "by pattern: both entries");
+}
+
+#[cached(
+    scope = "process",
+    max_entries = 10,
+    ttl = 60,
+    key = "capped:{tag}:{n}"
+)]
+fn capped(tag: &str, n: u64) -> u64 {
+    bump(tag);
+    n
+}
+
+pub async fn max_entries_bounds_a_process_scope_function(_: &Ctx) {
+    let tag = crate::common::unique("capped");
+    for n in 0..100 {
+        capped(&tag, n);
+    }
+    assert_eq!(count(&tag), 100);
+    for n in 0..100 {
+        capped(&tag, n);
+    }
+    let kept = 200 - count(&tag);
+    assert!(
+        kept <= 10,
+        "{kept} of 100 entries were kept, at most 10 may be"
+    );
+}
+
+pub struct Feed {
+    pub name: String,
+    pub runs: AtomicU32,
+}
+
+impl Feed {
+    #[cached(ttl = "200ms", stale = "30s", key = "feed:{self.name}:{id}")]
+    pub async fn latest(self: std::sync::Arc<Self>, id: u64) -> u32 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.runs.fetch_add(1, Ordering::SeqCst) + 1 + id as u32
+    }
+}
+
+pub async fn methods_on_an_arc_refresh_stale_values(_: &Ctx) {
+    let feed = std::sync::Arc::new(Feed {
+        name: crate::common::unique("feed"),
+        runs: AtomicU32::new(0),
+    });
+    assert_eq!(feed.clone().latest(0).await, 1);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let started = std::time::Instant::now();
+    assert_eq!(feed.clone().latest(0).await, 1, "the stale value");
+    assert!(started.elapsed() < Duration::from_millis(80), "at once");
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while feed.clone().latest(0).await != 2 {
+        assert!(std::time::Instant::now() < deadline, "never refreshed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        feed.runs.load(Ordering::SeqCst),
+        2,
+        "one refresh, in the background"
+    );
+}

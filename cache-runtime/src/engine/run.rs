@@ -166,7 +166,11 @@ impl Place {
             let site = p.site.map_or(0, |s| s as *const Site as usize);
             return Place::Process(stack.process_map(site, max_entries));
         }
-        if let Some(memory) = &stack.memory {
+        // Injected faults (`testing::faults`) reach the embedded store
+        // through its byte operations, which the fault layer wraps.
+        if let Some(memory) = &stack.memory
+            && !stack.faults.as_ref().is_some_and(|f| f.injecting())
+        {
             return Place::Memory(memory.clone());
         }
         let tiered = p.knobs.local || stack.config.local.all;

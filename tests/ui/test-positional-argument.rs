@@ -1,0 +1,4 @@
+#[cachekit::test(postgres)]
+async fn saves_a_user() {}
+
+fn main() {}
