@@ -1010,8 +1010,8 @@
 //! spawns use its cache. Expiry follows tokio's clock, so `start_paused =
 //! true` and `tokio::time::advance` expire entries without waiting.
 //! `#[cachekit::test(redis)]` puts the test's cache on the Redis of
-//! `REDIS_URL`, under a key prefix of its own that is deleted when the test
-//! ends. [`assert_cached!`] and [`assert_not_cached!`] say whether a call
+//! `REDIS_URL` (or `redis = url`: the server at `url`), under a key prefix
+//! of its own that is deleted when the test ends. [`assert_cached!`] and [`assert_not_cached!`] say whether a call
 //! would hit, and [`testing`] injects faults and reads the test's counters.
 //!
 //! ```

@@ -4,10 +4,8 @@
 //! `cachekit::testing` injects faults into the test's store.
 //!
 //! Every test runs twice: on the embedded store, and on Redis
-//! (`#[cachekit::test(redis)]`, under a key prefix of its own). The Redis
-//! variants are `#[ignore]`d here: `redis_variants` starts a server and
-//! runs them in a copy of this binary with `REDIS_URL` set, which they read
-//! when they start.
+//! (`#[cachekit::test(redis = ...)]`, under a key prefix of its own, on
+//! the harness's server for this binary).
 
 mod common;
 
@@ -68,8 +66,7 @@ macro_rules! isolated {
                 only_its_own($n).await;
             }
 
-            #[cachekit::test(redis)]
-            #[ignore = "run by `redis_variants`, which starts their server"]
+            #[cachekit::test(redis = common::shared_server().url())]
             async fn $redis() {
                 only_its_own($n).await;
             }
@@ -96,22 +93,22 @@ isolated! {
     isolated_16, redis_isolated_16 = 16;
 }
 
-static CLOCKED: AtomicU32 = AtomicU32::new(0);
+/// Computations of `clocked` and `clocked_stale`, per id: each variant of
+/// the paused-clock test (memory, Redis) counts its own, as they run side
+/// by side.
+static CLOCKED: [AtomicU32; 2] = [AtomicU32::new(0), AtomicU32::new(0)];
+static STALE: [AtomicU32; 2] = [AtomicU32::new(0), AtomicU32::new(0)];
 
 #[cached(ttl = 5, key = "clock:{id}")]
-async fn clocked(id: u64) -> u32 {
-    let _ = id;
-    CLOCKED.fetch_add(1, Ordering::SeqCst) + 1
+async fn clocked(id: usize) -> u32 {
+    CLOCKED[id].fetch_add(1, Ordering::SeqCst) + 1
 }
 
-static STALE: AtomicU32 = AtomicU32::new(0);
-
 #[cached(ttl = 5, stale = "30s", key = "clock-stale:{id}")]
-async fn clocked_stale(id: u64) -> u32 {
-    let _ = id;
+async fn clocked_stale(id: usize) -> u32 {
     // A slow source, on tokio's clock: paused, it costs no real time.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    STALE.fetch_add(1, Ordering::SeqCst) + 1
+    STALE[id].fetch_add(1, Ordering::SeqCst) + 1
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -132,28 +129,28 @@ async fn stuck(id: u64) -> Result<u64, QuoteError> {
 }
 
 /// Expiry, stale serving and timeouts on a paused clock: no real waiting.
-async fn time_is_tokio_s() {
+async fn time_is_tokio_s(id: usize) {
     let real = std::time::Instant::now();
-    assert_eq!(clocked(1).await, 1);
-    assert_eq!(clocked(1).await, 1, "a hit");
+    assert_eq!(clocked(id).await, 1);
+    assert_eq!(clocked(id).await, 1, "a hit");
     tokio::time::advance(Duration::from_secs(4)).await;
-    assert_cached!(clocked(1), "4 s into a 5 s TTL");
+    assert_cached!(clocked(id), "4 s into a 5 s TTL");
     tokio::time::advance(Duration::from_secs(2)).await;
-    assert_not_cached!(clocked(1), "6 s into a 5 s TTL");
-    assert_eq!(clocked(1).await, 2, "recomputed");
+    assert_not_cached!(clocked(id), "6 s into a 5 s TTL");
+    assert_eq!(clocked(id).await, 2, "recomputed");
 
-    let first = clocked_stale(1).await;
+    let first = clocked_stale(id).await;
     tokio::time::advance(Duration::from_secs(6)).await;
     assert_eq!(
-        clocked_stale(1).await,
+        clocked_stale(id).await,
         first,
         "past the TTL, the old value at once"
     );
     // The refresh runs in the background, on the same paused clock.
-    while clocked_stale(1).await == first {
+    while clocked_stale(id).await == first {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(STALE.load(Ordering::SeqCst), 2, "one refresh");
+    assert_eq!(STALE[id].load(Ordering::SeqCst), 2, "one refresh");
 
     let started = tokio::time::Instant::now();
     assert_eq!(stuck(1).await, Err(QuoteError::Timeout));
@@ -171,13 +168,12 @@ async fn time_is_tokio_s() {
 
 #[cachekit::test(start_paused = true)]
 async fn expiry_follows_a_paused_clock() {
-    time_is_tokio_s().await;
+    time_is_tokio_s(0).await;
 }
 
-#[cachekit::test(redis, start_paused = true)]
-#[ignore = "run by `redis_variants`, which starts their server"]
+#[cachekit::test(redis = common::shared_server().url(), start_paused = true)]
 async fn redis_expiry_follows_a_paused_clock() {
-    time_is_tokio_s().await;
+    time_is_tokio_s(1).await;
 }
 
 #[cached(ttl = 60, key = "faulty:{id}")]
@@ -219,8 +215,7 @@ async fn a_failing_store_fails_open() {
     faults_fail_open().await;
 }
 
-#[cachekit::test(redis)]
-#[ignore = "run by `redis_variants`, which starts their server"]
+#[cachekit::test(redis = common::shared_server().url())]
 async fn redis_a_failing_store_fails_open() {
     faults_fail_open().await;
 }
@@ -234,18 +229,26 @@ async fn spawned_tasks_share_the_test_cache() {
     assert_eq!(seen, 99, "a task the test spawns uses the test's cache");
 }
 
-/// Runs the `redis_` variants in a copy of this binary, against a server
-/// of their own.
+/// A Redis test's keys are deleted when it ends, whether it passes or
+/// panics (on a server of its own, which no other test writes).
 #[test]
-fn redis_variants() {
+fn a_redis_tests_keys_are_deleted_when_it_ends() {
     let server = common::RedisServer::start();
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "redis_", "--test-threads", "4"])
-        .env("REDIS_URL", server.url())
-        .status()
-        .expect("run the Redis variants");
-    assert!(status.success(), "the Redis variants failed: {status}");
-    // Each test deleted its keys when it ended.
+    let how = || cachekit::__private::TestRuntime {
+        multi_thread: false,
+        worker_threads: None,
+        start_paused: false,
+        redis: true,
+        redis_url: Some(server.url()),
+    };
+    cachekit::__private::run_test(how(), only_its_own(1_000));
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        cachekit::__private::run_test(how(), async {
+            only_its_own(1_001).await;
+            panic!("the test fails");
+        })
+    }));
+    assert!(panicked.is_err(), "the panic reaches the test harness");
     let keys: Vec<String> = server.cmd(&["KEYS", "*"]);
     assert!(keys.is_empty(), "left behind: {keys:?}");
 }

@@ -679,3 +679,67 @@ fn retries_are_for_transient_errors_only() {
         }
     });
 }
+
+/// The service on a free port of the current runtime: under
+/// `#[cachekit::test]`, its handlers use the test's own cache.
+async fn own_service() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app::app()).await.expect("serve") });
+    format!("http://{addr}{}", app::PREFIX)
+}
+
+/// A cache outage tested with injected faults, in a cache of the test's
+/// own: no server to stop, no global cache to replace, and the other
+/// tests of this binary go on beside it.
+#[cachekit::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_cache_is_503_until_it_heals() {
+    let base = own_service().await;
+    let created = client()
+        .post(format!("{base}/session"))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let id = created.json::<Value>().await.expect("JSON")["session_id"]
+        .as_str()
+        .expect("a session_id")
+        .to_owned();
+
+    cachekit::testing::faults().fail_all();
+    let progress = client()
+        .get(format!("{base}/{id}/progress"))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(progress.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        progress.headers().get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"1"[..])
+    );
+    assert!(cachekit::testing::stats().errors > 0);
+    assert!(cachekit::testing::faults().injected() > 0);
+
+    cachekit::testing::faults().heal();
+    // The breaker the failures opened lets calls through again within a
+    // second or so.
+    let healed = std::time::Instant::now();
+    loop {
+        let progress = client()
+            .get(format!("{base}/{id}/progress"))
+            .send()
+            .await
+            .expect("an answer");
+        if progress.status() == StatusCode::OK {
+            break;
+        }
+        assert_eq!(progress.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            healed.elapsed() < Duration::from_secs(5),
+            "the service never recovered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

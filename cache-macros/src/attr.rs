@@ -152,6 +152,7 @@ options! {
         Flavor = flavor,
         WorkerThreads = worker_threads,
         StartPaused = start_paused,
+        Redis = redis,
         Crate = crate,
     }
 }
@@ -967,6 +968,9 @@ pub(crate) struct TestArgs {
     pub(crate) start_paused: bool,
     /// A bare `redis`: the test's cache is on the Redis of `REDIS_URL`.
     pub(crate) redis: bool,
+    /// `redis = <url>`: on the Redis at that URL (any expression that
+    /// displays as one, evaluated when the test starts).
+    pub(crate) redis_url: Option<Expr>,
     pub(crate) krate: Option<syn::Path>,
 }
 
@@ -979,6 +983,7 @@ impl TestArgs {
             worker_threads: None,
             start_paused: false,
             redis: false,
+            redis_url: None,
             krate: None,
         };
         let mut seen = Seen(Vec::new());
@@ -1061,6 +1066,10 @@ impl TestArgs {
             }
             TestOption::StartPaused => {
                 self.start_paused = bool_lit(value, name, errors).unwrap_or(false)
+            }
+            TestOption::Redis => {
+                self.redis = true;
+                self.redis_url = Some(value.clone());
             }
             TestOption::Crate => self.krate = krate(value, errors),
         }

@@ -140,7 +140,8 @@ pub fn derive_cache_key(input: TokenStream) -> TokenStream {
 ///
 /// `#[cachekit::test(redis)]` puts that cache on the Redis server of
 /// `REDIS_URL`, under a key prefix of its own, and deletes its keys when
-/// the test ends.
+/// the test ends; `#[cachekit::test(redis = url)]` on the server at `url`
+/// (an expression, evaluated when the test starts: a harness's server).
 ///
 /// ```
 /// use cachekit::cached;

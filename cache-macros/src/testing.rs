@@ -50,8 +50,15 @@ pub(crate) fn expand_test(args: TokenStream, item: TokenStream) -> TokenStream {
         worker_threads,
         start_paused,
         redis,
+        redis_url,
         ..
     } = args;
+    let redis_url = match redis_url {
+        Some(url) => {
+            quote!(::core::option::Option::Some(::std::string::ToString::to_string(&(#url))))
+        }
+        None => quote!(::core::option::Option::None),
+    };
     let worker_threads = match worker_threads {
         Some(n) => quote!(::core::option::Option::Some(#n)),
         None => quote!(::core::option::Option::None),
@@ -66,6 +73,7 @@ pub(crate) fn expand_test(args: TokenStream, item: TokenStream) -> TokenStream {
                     worker_threads: #worker_threads,
                     start_paused: #start_paused,
                     redis: #redis,
+                    redis_url: #redis_url,
                 },
                 async #block,
             )

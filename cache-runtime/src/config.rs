@@ -220,7 +220,7 @@ pub struct LocalTierConfig {
     /// marked `local = true`).
     pub all: bool,
     /// Upper bound of the tier, in bytes of heap: keys, values and about
-    /// 480 bytes of bookkeeping per entry.
+    /// 350 bytes of bookkeeping per entry.
     pub max_bytes: u64,
     /// Longest time an entry stays in the tier, whatever its TTL.
     pub max_ttl: Duration,
@@ -474,7 +474,7 @@ impl Config {
     }
 
     /// Upper bound of the embedded in-memory store, in bytes of heap: keys,
-    /// values and about 480 bytes of bookkeeping per entry (default 256 MiB).
+    /// values and about 350 bytes of bookkeeping per entry (default 256 MiB).
     pub fn memory_max_bytes(mut self, bytes: u64) -> Self {
         self.memory_max_bytes = bytes;
         self

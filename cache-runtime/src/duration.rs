@@ -124,7 +124,7 @@ pub const fn positive(text: &str) -> Duration {
         Some(d) if !d.is_zero() => d,
         Some(_) => panic!("a duration here must be greater than zero"),
         None => panic!(
-            "not a duration: write seconds (`5`, `0.5`) or a number with a unit: `\"500ms\"`, `\"1.5s\"`, `\"90s\"`, `\"5m\"`, `\"1h\"`, `\"1d\""
+            "not a duration: write seconds (`5`, `0.5`) or a number with a unit: `\"500ms\"`, `\"1.5s\"`, `\"90s\"`, `\"5m\"`, `\"1h\"`, `\"1d\"`"
         ),
     }
 }

@@ -116,17 +116,23 @@ pub struct RuntimeCache {
 }
 
 impl RuntimeCache {
-    /// Makes the current runtime's cache. `redis`: on the Redis of
-    /// `REDIS_URL`, under a key prefix of its own; otherwise in memory.
+    /// Makes the current runtime's cache. `redis`: on the Redis at `url`,
+    /// or else at `REDIS_URL`, under a key prefix of its own; otherwise in
+    /// memory.
     ///
     /// # Panics
     ///
-    /// Outside a tokio runtime, or with `redis` and no usable `REDIS_URL`.
-    pub fn install(redis: bool) -> RuntimeCache {
+    /// Outside a tokio runtime, or with `redis` and no usable URL.
+    pub fn install(redis: bool, url: Option<String>) -> RuntimeCache {
         let config = if redis {
-            let url = std::env::var("REDIS_URL").unwrap_or_else(|_| {
-                panic!("#[cachekit::test(redis)] needs REDIS_URL to name a Redis server")
-            });
+            let url = url
+                .or_else(|| std::env::var("REDIS_URL").ok())
+                .unwrap_or_else(|| {
+                    panic!(
+                        "#[cachekit::test(redis)] needs REDIS_URL to name a Redis server \
+                     (or name one: `#[cachekit::test(redis = url)]`)"
+                    )
+                });
             let prefix = format!("cachekit-test-{:016x}", fastrand::u64(..));
             Config::redis(&url).key_prefix(prefix)
         } else {
@@ -186,7 +192,7 @@ pub async fn store() -> Arc<dyn crate::Store> {
 /// How `#[cachekit::test]` runs a test: tokio's runtime options, and
 /// where the test's cache is.
 #[doc(hidden)]
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct TestRuntime {
     /// `flavor = "multi_thread"` (else current-thread).
     pub multi_thread: bool,
@@ -196,6 +202,8 @@ pub struct TestRuntime {
     pub start_paused: bool,
     /// `#[cachekit::test(redis)]`: on the Redis of `REDIS_URL`.
     pub redis: bool,
+    /// `#[cachekit::test(redis = url)]`: on the Redis at `url`.
+    pub redis_url: Option<String>,
 }
 
 /// Runs a test the way `#[cachekit::test]` does: on a runtime of its own,
@@ -221,7 +229,7 @@ pub fn run_test<F: Future>(how: TestRuntime, test: F) -> F::Output {
     builder.enable_all().start_paused(how.start_paused);
     let runtime = builder.build().expect("the test's tokio runtime");
     runtime.block_on(async move {
-        let cache = RuntimeCache::install(how.redis);
+        let cache = RuntimeCache::install(how.redis, how.redis_url);
         if how.redis
             && how.start_paused
             && let Some(faults) = &cache.stack.faults

@@ -126,7 +126,7 @@ pub(crate) enum Found {
 
 impl MemoryStore {
     /// A store bounded to about `max_bytes` of heap (keys, values and about
-    /// 480 bytes of bookkeeping per entry); past the bound, the least
+    /// 350 bytes of bookkeeping per entry); past the bound, the least
     /// valuable entries are evicted (TinyLFU).
     pub fn new(max_bytes: u64) -> Self {
         Self::with_clock(max_bytes, Clock::System)
