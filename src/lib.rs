@@ -1069,8 +1069,8 @@
 //! `Age`, a strong `ETag` and `304 Not Modified` from the cache. Entries
 //! live in the layer's namespace, under tags computed from the request, so
 //! that [`invalidate_namespace`] and [`invalidate_tag`] reach them.
-//! `cachekit::http::stats_service()` serves [`stats()`] and [`health()`] as
-//! JSON.
+//! `cachekit::http::stats_service()` (also named `stats_router()`) serves
+//! [`stats()`] and [`health()`] as JSON, for a `/cache` route.
 //!
 //! ```
 //! # #[cfg(feature = "http")]

@@ -206,6 +206,7 @@ async fn serve_origin(layer: CacheLayer, origin: Arc<Origin>) -> Server {
         .route("/{*path}", get(answer).post(answer))
         .layer(layer)
         .route_service("/cache", cachekit::http::stats_service())
+        .nest_service("/actuator/caches", cachekit::http::stats_router())
         .with_state(origin.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -694,6 +695,10 @@ async fn the_stats_endpoint_answers_json(ctx: Ctx) {
         .send(server.http.post(format!("{}/cache", server.base)))
         .await;
     assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+    // The same endpoint, nested as a route of its own.
+    let nested = server.get("/actuator/caches").await;
+    assert_eq!(nested.status, StatusCode::OK);
+    assert_eq!(nested.json()["health"]["backend"], backend);
 }
 
 async fn a_hard_timeout_answers_504_or_the_copy(_: Ctx) {

@@ -32,12 +32,7 @@ async fn service() -> &'static str {
             cachekit::init(Config::redis(&shared_server().url()))
                 .await
                 .expect("init");
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            tokio::spawn(async move { axum::serve(listener, app::app()).await.expect("serve") });
-            format!("http://{addr}{}", app::PREFIX)
+            own_service().await
         })
         .await
 }
@@ -680,7 +675,7 @@ fn retries_are_for_transient_errors_only() {
     });
 }
 
-/// The service on a free port of the current runtime: under
+/// The service on a free port of the current runtime, its base URL: under
 /// `#[cachekit::test]`, its handlers use the test's own cache.
 async fn own_service() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

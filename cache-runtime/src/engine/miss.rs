@@ -22,7 +22,8 @@
 //! whose token is gone was preceded by an invalidation, and is dropped.
 //! Namespaces move to a new generation instead: a late store lands under
 //! the old one, where nobody reads. The cost on a miss is one round trip
-//! (the `SET NX`); on a hit, nothing.
+//! (the `SET NX`; the store is a script in place of a `SET`, and a marker
+//! that a value replaced needs no removal); on a hit, nothing.
 //!
 //! In process (the embedded store, process scope) the token is a stamp of
 //! the map's versions (see `fence`).
@@ -154,6 +155,22 @@ where
         State::Expired | State::Stale if !forced => looked.value.clone(),
         _ => None,
     };
+    // With a fallback and a soft timeout, a computation of this key that
+    // an earlier caller left running in the background (or a background
+    // refresh) is the one computation: the fallback serves at once, rather
+    // than start another and wait the soft timeout again.
+    let background = match (&fallback, call.p.knobs.soft_timeout) {
+        (Some((old, _)), Some(_)) => {
+            match call.stack.flights.refreshing(&call.stack, &call.full) {
+                Some(guard) => Some(guard),
+                None => {
+                    call.p.counters.add(Count::SoftTimeout);
+                    return call.output.restore(old.clone());
+                }
+            }
+        }
+        _ => None,
+    };
     let (fence, lease) = match take_fence(call, &looked).await {
         Ok(fenced) => fenced,
         Err(found) => {
@@ -161,14 +178,22 @@ where
             return hit(&call.p, None, found.local, call.output.restore(value));
         }
     };
-    let (Some(old), Some(soft)) = (&fallback, call.p.knobs.soft_timeout) else {
+    let (Some(old), Some(soft), Some(background)) =
+        (&fallback, call.p.knobs.soft_timeout, background)
+    else {
         return run_inline(call, comp, fallback, fence, lease).await;
     };
     match comp.detach() {
         Ok(fut) => {
-            let value =
-                super::refresh::within_soft_timeout(call, fut, old.clone(), fence, lease, soft)
-                    .await;
+            let value = super::refresh::within_soft_timeout(
+                call,
+                fut,
+                old.clone(),
+                (fence, lease),
+                soft,
+                background,
+            )
+            .await;
             call.output.restore(value)
         }
         Err(comp) => run_inline(call, comp, fallback, fence, lease).await,
@@ -197,9 +222,9 @@ where
         }
         None => attempt(call, comp.start(), fallback.is_some()).await,
     };
-    let settled = settle(call, attempt, fallback, &fence).await;
+    let (settled, replaced) = settle(call, attempt, fallback, &fence).await;
     if let Some(lease) = lease {
-        lease.done();
+        lease.done(replaced);
     }
     settled
 }
@@ -253,7 +278,7 @@ async fn settle<R, O, S>(
     attempt: Attempt<R>,
     fallback: Option<(O::Value, Option<Times>)>,
     fence: &Fence,
-) -> R
+) -> (R, bool)
 where
     O: Output<R>,
     S: Storage<O::Value>,
@@ -263,31 +288,34 @@ where
             if call.output.failed(&result)
                 && let Some((value, times)) = fallback
             {
-                fail_safe(call, value.clone(), times, fence).await;
-                return call.output.restore(value);
+                let replaced = fail_safe(call, value.clone(), times, fence).await;
+                return (call.output.restore(value), replaced);
             }
-            if let Some(value) = call.output.cacheable(&result) {
-                store(call, value, took, fence).await;
-            }
-            result
+            let stored = match call.output.cacheable(&result) {
+                Some(value) => store(call, value, took, fence).await,
+                None => false,
+            };
+            (result, stored)
         }
         Attempt::Panicked(panic) => match fallback {
             Some((value, times)) => {
                 tracing::warn!(key = %call.full, "computation panicked; serving the last good value");
-                fail_safe(call, value.clone(), times, fence).await;
-                call.output.restore(value)
+                let replaced = fail_safe(call, value.clone(), times, fence).await;
+                (call.output.restore(value), replaced)
             }
             None => std::panic::resume_unwind(panic),
         },
         Attempt::TimedOut => match fallback {
             Some((value, times)) => {
-                fail_safe(call, value.clone(), times, fence).await;
-                call.output.restore(value)
+                let replaced = fail_safe(call, value.clone(), times, fence).await;
+                (call.output.restore(value), replaced)
             }
-            None => call
-                .output
-                .elapsed()
-                .expect("a hard timeout applies only when it can answer"),
+            None => (
+                call.output
+                    .elapsed()
+                    .expect("a hard timeout applies only when it can answer"),
+                false,
+            ),
         },
     }
 }
@@ -300,7 +328,8 @@ pub(crate) async fn fail_safe<R, O, S>(
     value: O::Value,
     times: Option<Times>,
     fence: &Fence,
-) where
+) -> bool
+where
     O: Output<R>,
     S: Storage<O::Value>,
 {
@@ -314,10 +343,10 @@ pub(crate) async fn fail_safe<R, O, S>(
         delta_ms: times.map_or(0, |t| t.delta_ms),
     };
     if throttled.soft_ms <= now {
-        return;
+        return false;
     }
     let ttl = Duration::from_millis(hard.saturating_sub(now));
-    write(call, &value, Some(throttled), ttl, fence).await;
+    write(call, &value, Some(throttled), ttl, fence).await
 }
 
 /// Stores a computed value, if the policy keeps it and no invalidation
@@ -636,9 +665,13 @@ impl Lease {
         }
     }
 
-    /// The computation ended: a marker still there (nothing stored) is
-    /// removed in the background.
-    pub(crate) fn done(mut self) {
+    /// The computation ended. `replaced`: a value took the marker's place
+    /// (the fenced store succeeded), so there is nothing to remove; else a
+    /// marker still there is removed in the background.
+    pub(crate) fn done(mut self, replaced: bool) {
+        if replaced {
+            self.done = true;
+        }
         self.release();
     }
 

@@ -16,6 +16,7 @@ use super::miss::{Attempt, Lease, attempt, fail_safe, store};
 use super::run::{Call, Fence, Place, refresh_span};
 use super::{Computation, Output, Storage};
 use crate::codec::{self, Times};
+use crate::flight::Refreshing;
 use crate::stats::Count;
 use crate::store::{BoxFuture, Swap, Write};
 use tracing::Instrument;
@@ -195,9 +196,9 @@ pub(crate) async fn within_soft_timeout<R, O, S>(
     call: &Call<O::Value, O, S>,
     fut: BoxFuture<'static, R>,
     old: (O::Value, Option<Times>),
-    fence: Fence,
-    lease: Option<Lease>,
+    (fence, lease): (Fence, Option<Lease>),
     soft: Duration,
+    background: Refreshing,
 ) -> O::Value
 where
     R: 'static,
@@ -208,6 +209,8 @@ where
     let task_call = call.clone();
     let fallback = old.0.clone();
     call.stack.tasks.spawn(async move {
+        // Other callers serve the fallback until this computation ends.
+        let _background = background;
         let call = task_call;
         let work = async { reduce(&call, attempt(&call, fut, true).await) };
         let good = match &lease {
@@ -216,7 +219,9 @@ where
         };
         let (value, _) = settle_value(&call, good, old, &fence).await;
         if let Some(lease) = lease {
-            lease.done();
+            // Whether a value replaced the marker is not known here: the
+            // removal is a compare-and-swap, harmless if it did.
+            lease.done(false);
         }
         let _ = tx.send(value);
     });

@@ -78,4 +78,4 @@ pub use body::CachedBody;
 pub use layer::CacheLayer;
 pub use rules::CACHE_STATUS;
 pub use service::CacheService;
-pub use stats::{StatsService, stats_service};
+pub use stats::{StatsService, stats_router, stats_service};

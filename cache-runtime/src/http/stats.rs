@@ -39,6 +39,15 @@ pub fn stats_service() -> StatsService {
     StatsService
 }
 
+/// The stats endpoint, to mount as a route of its own: the same
+/// [`StatsService`] as [`stats_service`], which answers at whatever path
+/// it is mounted on (axum: `.route_service("/cache", stats_router())` or
+/// `.nest_service("/cache", stats_router())`). A tower service rather than
+/// an `axum::Router`, so that the `http` feature does not depend on axum.
+pub fn stats_router() -> StatsService {
+    stats_service()
+}
+
 impl<B> Service<Request<B>> for StatsService {
     type Response = Response<Full<Bytes>>;
     type Error = Infallible;
