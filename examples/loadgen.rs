@@ -1163,7 +1163,9 @@ fn report_outage(runs: &[Run]) {
     }
     println!();
     for (second, buckets) in timelines(runs).iter().enumerate() {
-        let outage = second as f64 + 1.0 > began && (second as f64) < ended;
+        // A second is the outage's if most of it is.
+        let middle = second as f64 + 0.5;
+        let outage = began <= middle && middle < ended;
         print!("| {second}{} |", if outage { " (outage)" } else { "" });
         for s in buckets {
             print!(
@@ -1216,10 +1218,11 @@ fn outage_chart(o: &Options, runs: &[Run]) -> Result<(), BoxError> {
         .fold(f64::MAX, f64::min)
         .min(slowest);
     let low = 10f64.powf(fastest.max(0.01).log10().floor());
-    let high = 10f64.powf(slowest.log10().ceil());
+    // A decade above the slowest second, for the legend.
+    let high = 10f64.powf(slowest.log10().ceil() + 1.0);
     let outage = runs.iter().find_map(|r| r.outage);
 
-    let root = SVGBackend::new(&o.chart, (960, 760)).into_drawing_area();
+    let root = SVGBackend::new(&o.chart, (960, 820)).into_drawing_area();
     root.fill(&WHITE)?;
     let root = root.titled(
         &format!(
@@ -1324,7 +1327,7 @@ fn outage_chart(o: &Options, runs: &[Run]) -> Result<(), BoxError> {
     }
     latency
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK.mix(0.3))
         .draw()?;
