@@ -1121,8 +1121,9 @@ fn report_outage(runs: &[Run]) {
     };
     let all: Vec<[Span; 3]> = runs.iter().map(spans).collect();
     let p50_p99 = |s: &Span| format!("{:.2} / {:.2}", s.percentile(50.0), s.percentile(99.0));
-    // Each row over [before, during, after].
-    let rows: [(&str, &dyn Fn(&[Span; 3]) -> String); 8] = [
+    // Each row shows [before, during, after] so.
+    type Show<'a> = &'a dyn Fn(&[Span; 3]) -> String;
+    let rows: [(&str, Show<'_>); 8] = [
         ("requests during the outage", &|s| s[1].requests.to_string()),
         ("error rate during the outage", &|s| {
             format!("{:.1}%", s[1].error_rate() * 100.0)
