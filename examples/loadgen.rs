@@ -33,6 +33,19 @@
 //! and database queries per second (`GET /stats` before and after).
 //! Options can also come from `LOADGEN_USERS`, `LOADGEN_DURATION`,
 //! `LOADGEN_URL`.
+//!
+//! `--outage 10s` stops the service's database for that long, starting
+//! `--outage-at` into the measured window (by default centred in it), by
+//! `POST /admin/outage` (the spawned services get `TRADING_ADMIN=on`; a
+//! service given by URL needs it). Its default modes are `functions` and
+//! `functions-fail-safe` (and `layer-fail-safe` exists too): the same
+//! service with `TRADING_FAIL_SAFE` off and on. It adds error rate and
+//! p50/p99 latency per second, and before, during and after the outage,
+//! and the chart shows them over time:
+//!
+//! ```text
+//! cargo run --release --features http --example loadgen -- --users 100 --duration 30s --outage 10s --chart docs/outage.svg
+//! ```
 
 #[path = "trading/main.rs"]
 #[allow(dead_code, unreachable_pub)]
@@ -69,6 +82,10 @@ struct Options {
     password: String,
     chart: PathBuf,
     targets: Targets,
+    /// A database outage this long during the measured window.
+    outage: Option<Duration>,
+    /// When it starts, into the measured window.
+    outage_at: Duration,
 }
 
 /// How a spawned service caches its reads.
@@ -82,16 +99,32 @@ enum Mode {
     Layer,
 }
 
-impl Mode {
-    fn parse_list(list: &str) -> Result<Vec<Mode>, String> {
+/// A service to start: how it caches, and whether its views are
+/// fail-safe (`TRADING_FAIL_SAFE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Spawned {
+    mode: Mode,
+    fail_safe: bool,
+}
+
+impl Spawned {
+    fn parse_list(list: &str) -> Result<Vec<Spawned>, String> {
         list.split(',')
-            .map(|m| match m.trim() {
-                "uncached" => Ok(Mode::Uncached),
-                "functions" | "cached" => Ok(Mode::Functions),
-                "layer" => Ok(Mode::Layer),
-                other => Err(format!(
-                    "--modes: {other:?} is not uncached, functions or layer"
-                )),
+            .map(|m| {
+                let (mode, fail_safe) = match m.trim() {
+                    "uncached" => (Mode::Uncached, false),
+                    "functions" | "cached" => (Mode::Functions, false),
+                    "layer" => (Mode::Layer, false),
+                    "functions-fail-safe" => (Mode::Functions, true),
+                    "layer-fail-safe" => (Mode::Layer, true),
+                    other => {
+                        return Err(format!(
+                            "--modes: {other:?} is not uncached, functions, layer, \
+                             functions-fail-safe or layer-fail-safe"
+                        ));
+                    }
+                };
+                Ok(Spawned { mode, fail_safe })
             })
             .collect()
     }
@@ -100,16 +133,20 @@ impl Mode {
 #[derive(Debug, Clone)]
 enum Targets {
     /// Start the service in each of these modes.
-    Spawn(Vec<Mode>),
+    Spawn(Vec<Spawned>),
     /// One running service.
     One(String),
     /// Two running services.
     Both { uncached: String, cached: String },
 }
 
-const USAGE: &str = "usage: loadgen [--users N] [--duration 30s] [--warmup 2s] [--write-ratio 0.05] \
+const USAGE: &str =
+    "usage: loadgen [--users N] [--duration 30s] [--warmup 2s] [--write-ratio 0.05] \
 [--think 0] [--chart target/loadtest.svg] [--modes uncached,functions,layer] \
-[--url URL | --uncached-url URL --cached-url URL]";
+[--outage 10s [--outage-at 10s]] [--url URL | --uncached-url URL --cached-url URL]
+
+--modes also takes functions-fail-safe and layer-fail-safe; with --outage the
+default is functions,functions-fail-safe and the chart target/outage.svg";
 
 impl Options {
     fn parse() -> Result<Options, String> {
@@ -123,9 +160,11 @@ impl Options {
             password: env("TRADING_PASSWORD").unwrap_or_else(|| "trading-demo".into()),
             chart: PathBuf::from("target/loadtest.svg"),
             targets: Targets::Spawn(Vec::new()),
+            outage: None,
+            outage_at: Duration::ZERO,
         };
         let (mut url, mut cached, mut uncached) = (env("LOADGEN_URL"), None, None);
-        let mut modes = vec![Mode::Uncached, Mode::Functions];
+        let (mut modes, mut chart, mut outage_at) = (None, None, None);
         if let Some(v) = env("LOADGEN_USERS") {
             o.users = v.parse().map_err(|_| format!("LOADGEN_USERS={v:?}"))?;
         }
@@ -137,7 +176,7 @@ impl Options {
             let mut value = || args.next().ok_or(format!("{flag} needs a value\n{USAGE}"));
             match flag.as_str() {
                 "--users" => o.users = value()?.parse().map_err(|e| format!("--users: {e}"))?,
-                "--duration" | "--warmup" | "--think" => {
+                "--duration" | "--warmup" | "--think" | "--outage" | "--outage-at" => {
                     let v = value()?;
                     let d = if v.trim() == "0" {
                         Duration::ZERO
@@ -147,6 +186,8 @@ impl Options {
                     match flag.as_str() {
                         "--duration" => o.duration = d,
                         "--warmup" => o.warmup = d,
+                        "--outage" => o.outage = Some(d).filter(|d| !d.is_zero()),
+                        "--outage-at" => outage_at = Some(d),
                         _ => o.think = d,
                     }
                 }
@@ -158,8 +199,8 @@ impl Options {
                         return Err("--write-ratio is between 0 and 1".into());
                     }
                 }
-                "--chart" => o.chart = value()?.into(),
-                "--modes" => modes = Mode::parse_list(&value()?)?,
+                "--chart" => chart = Some(value()?.into()),
+                "--modes" => modes = Some(Spawned::parse_list(&value()?)?),
                 "--url" => url = Some(value()?),
                 "--cached-url" => cached = Some(value()?),
                 "--uncached-url" => uncached = Some(value()?),
@@ -170,6 +211,27 @@ impl Options {
         if o.users == 0 {
             return Err("--users must be at least 1".into());
         }
+        if let Some(outage) = o.outage {
+            o.outage_at = outage_at.unwrap_or((o.duration.saturating_sub(outage)) / 2);
+            if o.outage_at + outage > o.duration {
+                return Err(format!(
+                    "the outage ({outage:?} from {:?}) must end within --duration ({:?})",
+                    o.outage_at, o.duration
+                ));
+            }
+        } else if outage_at.is_some() {
+            return Err("--outage-at needs --outage".into());
+        }
+        let (default_modes, default_chart) = if o.outage.is_some() {
+            ("functions,functions-fail-safe", "target/outage.svg")
+        } else {
+            ("uncached,functions", "target/loadtest.svg")
+        };
+        let modes = match modes {
+            Some(modes) => modes,
+            None => Spawned::parse_list(default_modes)?,
+        };
+        o.chart = chart.unwrap_or_else(|| default_chart.into());
         o.targets = match (url, uncached, cached) {
             (None, None, None) => Targets::Spawn(modes),
             (Some(url), None, None) => Targets::One(url),
@@ -192,6 +254,9 @@ struct Stats {
     /// `functions` or `layer` (absent from services that predate it).
     #[serde(default)]
     cache_mode: Option<String>,
+    /// Whether the views are fail-safe (absent: they are not).
+    #[serde(default)]
+    fail_safe: bool,
     db_queries: u64,
 }
 
@@ -212,6 +277,68 @@ struct Run {
     db_queries: u64,
     /// Per view, before the load: the median of a first and a second read.
     unloaded: Vec<(&'static str, f64, f64)>,
+    /// Every measured request, by when it was sent.
+    samples: Vec<Sample>,
+    /// When the outage began and ended, in seconds into the measured window.
+    outage: Option<(f64, f64)>,
+}
+
+/// One measured request.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    /// When it was sent, in ms into the measured window.
+    at_ms: u32,
+    /// How long it took, in microseconds.
+    us: u32,
+    ok: bool,
+    write: bool,
+}
+
+/// The requests sent within a span of the measured window.
+#[derive(Debug, Default)]
+struct Span {
+    requests: u64,
+    errors: u64,
+    reads: u64,
+    read_errors: u64,
+    writes: u64,
+    write_errors: u64,
+    /// Sorted latencies, in microseconds.
+    latencies: Vec<u32>,
+}
+
+impl Span {
+    /// The samples sent in `[from, to)` seconds.
+    fn of(run: &Run, from: f64, to: f64) -> Span {
+        let mut span = Span::default();
+        let (from, to) = ((from * 1000.0) as u32, (to * 1000.0) as u32);
+        for s in run
+            .samples
+            .iter()
+            .filter(|s| s.at_ms >= from && s.at_ms < to)
+        {
+            span.requests += 1;
+            span.errors += u64::from(!s.ok);
+            if s.write {
+                span.writes += 1;
+                span.write_errors += u64::from(!s.ok);
+            } else {
+                span.reads += 1;
+                span.read_errors += u64::from(!s.ok);
+            }
+            span.latencies.push(s.us);
+        }
+        span.latencies.sort_unstable();
+        span
+    }
+
+    fn error_rate(&self) -> f64 {
+        self.errors as f64 / self.requests.max(1) as f64
+    }
+
+    fn percentile(&self, p: f64) -> f64 {
+        percentile(&self.latencies, p)
+    }
 }
 
 impl Run {
@@ -263,7 +390,12 @@ fn main() -> Result<(), BoxError> {
         .build()?;
     let runs = runtime.block_on(run_all(&options))?;
     report(&options, &runs);
-    chart(&options, &runs)?;
+    if options.outage.is_some() {
+        report_outage(&runs);
+        outage_chart(&options, &runs)?;
+    } else {
+        chart(&options, &runs)?;
+    }
     println!("\nchart: {}", options.chart.display());
     Ok(())
 }
@@ -302,8 +434,8 @@ async fn run_all(o: &Options) -> Result<Vec<Run>, BoxError> {
     let mut runs = Vec::new();
     match &o.targets {
         Targets::Spawn(modes) => {
-            for &mode in modes {
-                let mut service = Service::start(mode)?;
+            for &spawned in modes {
+                let mut service = Service::start(spawned, o.outage.is_some())?;
                 let result = async {
                     service.ready(&http).await?;
                     measure(o, &http, &service.url).await
@@ -329,7 +461,11 @@ struct Service {
 }
 
 impl Service {
-    fn start(mode: Mode) -> Result<Service, BoxError> {
+    /// Starts the service; with `admin`, `POST /admin/outage` can stop its
+    /// database.
+    fn start(spawned: Spawned, admin: bool) -> Result<Service, BoxError> {
+        let Spawned { mode, fail_safe } = spawned;
+        let switch = |on: bool| if on { "on" } else { "off" };
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -345,16 +481,19 @@ impl Service {
                     "functions"
                 },
             )
+            .env("TRADING_FAIL_SAFE", switch(fail_safe))
+            .env("TRADING_ADMIN", switch(admin))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()?;
         eprintln!(
-            "\nstarted the trading service on port {port} (caching {})",
+            "\nstarted the trading service on port {port} (caching {}, fail-safe {})",
             match mode {
                 Mode::Uncached => "off",
                 Mode::Functions => "on, per function",
                 Mode::Layer => "on, HTTP layer",
-            }
+            },
+            switch(fail_safe)
         );
         Ok(Service {
             child,
@@ -410,6 +549,7 @@ async fn stats(http: &reqwest::Client, url: &str) -> Result<Stats, BoxError> {
 #[derive(Default)]
 struct Tally {
     latencies: Vec<u32>,
+    samples: Vec<Sample>,
     /// The same, by kind: reads served from the cache, reads that ran SQL,
     /// writes.
     by_kind: [Vec<u32>; 3],
@@ -426,7 +566,12 @@ async fn measure(o: &Options, http: &reqwest::Client, url: &str) -> Result<Run, 
         (true, Some("layer")) => "cached (layer)",
         (true, _) => "cached (functions)",
     }
-    .to_string();
+    .to_string()
+        + match (before.fail_safe, before.cache_enabled && o.outage.is_some()) {
+            (true, _) => ", fail-safe",
+            (false, true) => ", no fail-safe",
+            (false, false) => "",
+        };
     let backend = if before.cache_enabled {
         before.cache_backend.clone()
     } else {
@@ -545,6 +690,12 @@ async fn measure(o: &Options, http: &reqwest::Client, url: &str) -> Result<Run, 
                 if measuring {
                     let us = took.as_micros().min(u128::from(u32::MAX)) as u32;
                     tally.latencies.push(us);
+                    tally.samples.push(Sample {
+                        at_ms: t0.saturating_duration_since(measure_from).as_millis() as u32,
+                        us,
+                        ok,
+                        write,
+                    });
                     tally.by_kind[match (write, hit) {
                         (true, _) => WRITE,
                         (false, true) => HIT,
@@ -569,6 +720,11 @@ async fn measure(o: &Options, http: &reqwest::Client, url: &str) -> Result<Run, 
             tally
         }));
     }
+    let outage = o.outage.map(|duration| {
+        let (http, url) = (http.clone(), url.to_string());
+        let at = measure_from + o.outage_at;
+        tokio::spawn(async move { start_outage(&http, &url, at, duration, measure_from).await })
+    });
     // The database counter over the measured window.
     tokio::time::sleep_until(measure_from.into()).await;
     let at_start = stats(http, url).await?;
@@ -584,10 +740,16 @@ async fn measure(o: &Options, http: &reqwest::Client, url: &str) -> Result<Run, 
         writes: 0,
         db_queries: 0,
         unloaded,
+        samples: Vec::new(),
+        outage: None,
     };
+    if let Some(outage) = outage {
+        run.outage = Some(outage.await??);
+    }
     for task in tasks {
         let tally = task.await?;
         run.latencies.extend(tally.latencies);
+        run.samples.extend(tally.samples);
         for (all, more) in run.by_kind.iter_mut().zip(tally.by_kind) {
             all.extend(more);
         }
@@ -605,6 +767,7 @@ async fn measure(o: &Options, http: &reqwest::Client, url: &str) -> Result<Run, 
     ticker.abort();
     progress.finish_and_clear();
     run.latencies.sort_unstable();
+    run.samples.sort_unstable_by_key(|s| s.at_ms);
     run.by_kind.iter_mut().for_each(|v| v.sort_unstable());
     eprintln!(
         "{}: {} requests in {:.1}s, p50 {:.1} ms, hit rate {:.1}%",
@@ -615,6 +778,34 @@ async fn measure(o: &Options, http: &reqwest::Client, url: &str) -> Result<Run, 
         run.hit_rate() * 100.0
     );
     Ok(run)
+}
+
+/// At `at`, stops the service's database for `duration`
+/// (`POST /admin/outage`); returns when the outage began and ends, in
+/// seconds after `measure_from`.
+async fn start_outage(
+    http: &reqwest::Client,
+    url: &str,
+    at: Instant,
+    duration: Duration,
+    measure_from: Instant,
+) -> Result<(f64, f64), BoxError> {
+    tokio::time::sleep_until(at.into()).await;
+    let began = Instant::now();
+    let response = http
+        .post(format!("{url}/admin/outage"))
+        .json(&json!({ "duration": format!("{}ms", duration.as_millis()) }))
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        return Err(format!(
+            "POST /admin/outage answered {}: start the service with TRADING_ADMIN=on",
+            response.status()
+        )
+        .into());
+    }
+    let began = began.duration_since(measure_from).as_secs_f64();
+    Ok((began, began + duration.as_secs_f64()))
 }
 
 /// One request at a time, before the load: each view read twice by up to
@@ -895,6 +1086,249 @@ fn chart(o: &Options, runs: &[Run]) -> Result<(), BoxError> {
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.3))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// Before, during and after the outage, and second by second.
+fn report_outage(runs: &[Run]) {
+    let Some((began, ended)) = runs.iter().find_map(|r| r.outage) else {
+        return;
+    };
+    println!(
+        "\nThe database outage: {:.1} s from {began:.1} s into the measured window:\n",
+        ended - began
+    );
+    print!("| |");
+    for r in runs {
+        print!(" {} |", r.label);
+    }
+    print!("\n|---|");
+    for _ in runs {
+        print!("---:|");
+    }
+    println!();
+    let spans = |r: &Run| {
+        let (began, ended) = r.outage.unwrap_or((began, ended));
+        [
+            Span::of(r, 0.0, began),
+            Span::of(r, began, ended),
+            Span::of(r, ended, f64::MAX),
+        ]
+    };
+    let all: Vec<[Span; 3]> = runs.iter().map(spans).collect();
+    let p50_p99 = |s: &Span| format!("{:.2} / {:.2}", s.percentile(50.0), s.percentile(99.0));
+    // Each row shows [before, during, after] so.
+    type Show<'a> = &'a dyn Fn(&[Span; 3]) -> String;
+    let rows: [(&str, Show<'_>); 8] = [
+        ("requests during the outage", &|s| s[1].requests.to_string()),
+        ("error rate during the outage", &|s| {
+            format!("{:.1}%", s[1].error_rate() * 100.0)
+        }),
+        ("reads failed during the outage", &|s| {
+            format!("{} of {}", s[1].read_errors, s[1].reads)
+        }),
+        ("writes failed during the outage", &|s| {
+            format!("{} of {}", s[1].write_errors, s[1].writes)
+        }),
+        ("p50 / p99 during the outage (ms)", &|s| p50_p99(&s[1])),
+        ("p50 / p99 before (ms)", &|s| p50_p99(&s[0])),
+        ("p50 / p99 after (ms)", &|s| p50_p99(&s[2])),
+        ("error rate before / after", &|s| {
+            format!(
+                "{:.2}% / {:.2}%",
+                s[0].error_rate() * 100.0,
+                s[2].error_rate() * 100.0
+            )
+        }),
+    ];
+    for (name, show) in rows {
+        print!("| {name} |");
+        for spans in &all {
+            print!(" {} |", show(spans));
+        }
+        println!();
+    }
+
+    println!("\nSecond by second: requests, error rate, p50 / p99 (ms):\n");
+    print!("| s |");
+    for r in runs {
+        print!(" {} |", r.label);
+    }
+    print!("\n|---:|");
+    for _ in runs {
+        print!("---:|");
+    }
+    println!();
+    for (second, buckets) in timelines(runs).iter().enumerate() {
+        // A second is the outage's if most of it is.
+        let middle = second as f64 + 0.5;
+        let outage = began <= middle && middle < ended;
+        print!("| {second}{} |", if outage { " (outage)" } else { "" });
+        for s in buckets {
+            print!(
+                " {}, {:.1}%, {:.2} / {:.2} |",
+                s.requests,
+                s.error_rate() * 100.0,
+                s.percentile(50.0),
+                s.percentile(99.0)
+            );
+        }
+        println!();
+    }
+}
+
+/// Each whole second of the measured window, for each run.
+fn timelines(runs: &[Run]) -> Vec<Vec<Span>> {
+    let seconds = runs
+        .iter()
+        .filter_map(|r| r.samples.last())
+        .map(|s| s.at_ms / 1000 + 1)
+        .max()
+        .unwrap_or(0);
+    (0..seconds)
+        .map(|t| {
+            let t = f64::from(t);
+            runs.iter().map(|r| Span::of(r, t, t + 1.0)).collect()
+        })
+        .collect()
+}
+
+/// Error rate and p50/p99 latency per second, the outage shaded.
+fn outage_chart(o: &Options, runs: &[Run]) -> Result<(), BoxError> {
+    use plotters::prelude::*;
+
+    if let Some(dir) = o.chart.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let timeline = timelines(runs);
+    let end = timeline.len().max(1) as f64;
+    let slowest = timeline
+        .iter()
+        .flatten()
+        .map(|s| s.percentile(99.0))
+        .fold(1.0, f64::max);
+    let fastest = timeline
+        .iter()
+        .flatten()
+        .filter(|s| s.requests > 0)
+        .map(|s| s.percentile(50.0))
+        .fold(f64::MAX, f64::min)
+        .min(slowest);
+    let low = 10f64.powf(fastest.max(0.01).log10().floor());
+    // A decade above the slowest second, for the legend.
+    let high = 10f64.powf(slowest.log10().ceil() + 1.0);
+    let outage = runs.iter().find_map(|r| r.outage);
+
+    let root = SVGBackend::new(&o.chart, (960, 820)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(
+        &format!(
+            "Trading endpoints, {} concurrent traders, through a {:.0} s database outage",
+            o.users,
+            outage.map_or(0.0, |(a, b)| b - a)
+        ),
+        ("sans-serif", 22),
+    )?;
+    let (top, bottom) = root.split_vertically(300);
+    let colors = [
+        RGBColor(214, 39, 40),
+        RGBColor(31, 119, 180),
+        RGBColor(44, 160, 44),
+    ];
+    let shade = RGBColor(0, 0, 0).mix(0.08).filled();
+    // Each second's point sits in the middle of its second.
+    let mid = |t: usize| t as f64 + 0.5;
+
+    let mut errors = ChartBuilder::on(&top)
+        .margin(16)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0.0..end, 0.0..100.0)?;
+    errors
+        .configure_mesh()
+        .x_desc("seconds into the measured window")
+        .y_desc("errors (% of requests)")
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .draw()?;
+    if let Some((a, b)) = outage {
+        errors
+            .draw_series([Rectangle::new([(a, 0.0), (b, 100.0)], shade)])?
+            .label("database outage")
+            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 24, y + 6)], shade));
+    }
+    for (i, (run, &color)) in runs.iter().zip(colors.iter().cycle()).enumerate() {
+        let points = timeline
+            .iter()
+            .enumerate()
+            .map(|(t, s)| (mid(t), s[i].error_rate() * 100.0));
+        errors
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
+            .label(run.label.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(2))
+            });
+    }
+    errors
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.3))
+        .draw()?;
+
+    let mut latency = ChartBuilder::on(&bottom)
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0.0..end, (low..high).log_scale())?;
+    latency
+        .configure_mesh()
+        .x_desc("seconds into the measured window")
+        .y_desc("latency (ms, log scale)")
+        .y_label_formatter(&|v| {
+            if *v >= 1.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v}")
+            }
+        })
+        .draw()?;
+    if let Some((a, b)) = outage {
+        latency.draw_series([Rectangle::new([(a, low), (b, high)], shade)])?;
+    }
+    for (i, (run, &color)) in runs.iter().zip(colors.iter().cycle()).enumerate() {
+        let series = |p: f64| {
+            timeline
+                .iter()
+                .enumerate()
+                .filter(move |(_, s)| s[i].requests > 0)
+                .map(move |(t, s)| (mid(t), s[i].percentile(p).max(low)))
+                .collect::<Vec<_>>()
+        };
+        latency
+            .draw_series(LineSeries::new(series(99.0), color.stroke_width(2)))?
+            .label(format!("{}: p99", run.label))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(2))
+            });
+        latency
+            .draw_series(DashedLineSeries::new(
+                series(50.0),
+                6,
+                4,
+                color.stroke_width(2),
+            ))?
+            .label(format!("{}: p50", run.label))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 8, y)], color.stroke_width(2))
+            });
+    }
+    latency
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK.mix(0.3))
         .draw()?;

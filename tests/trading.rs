@@ -7,7 +7,9 @@
 //! reads cached per function (`CACHE_MODE=functions`) and as HTTP responses
 //! (`CACHE_MODE=layer`). Every test runs against both, side by side; each
 //! service has its own database. Each test reads as its own traders, so
-//! tests running side by side never share a cache entry.
+//! tests running side by side never share a cache entry. The outage test
+//! serves four more (each mode, fail-safe on and off), since an outage
+//! stops a service's database for every test that uses it.
 
 mod common;
 
@@ -65,34 +67,41 @@ async fn service(mode: CacheMode) -> &'static Service {
         CacheMode::Functions => &FUNCTIONS,
         CacheMode::Layer => &LAYER,
     };
-    cell.get_or_init(|| async {
-        let settings = trading::Settings {
-            seed: trading::Seed {
-                users: 12,
-                rows: 3_000,
-            },
-            jwt_secret: SECRET.into(),
-            readers: 2,
-            cache_mode: mode,
-            ..trading::Settings::new()
-        };
-        let trading = tokio::task::spawn_blocking(move || trading::Trading::open(&settings))
-            .await
-            .unwrap()
-            .expect("open the trading database");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = trading::app(trading.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Service {
-            mode,
-            base,
-            trading,
-            http: reqwest::Client::new(),
-            tokens: Mutex::default(),
-        }
-    })
-    .await
+    cell.get_or_init(|| start(settings(mode))).await
+}
+
+/// A small book (3,000 rows over 12 traders) served in `mode`.
+fn settings(mode: CacheMode) -> trading::Settings {
+    trading::Settings {
+        seed: trading::Seed {
+            users: 12,
+            rows: 3_000,
+        },
+        jwt_secret: SECRET.into(),
+        readers: 2,
+        cache_mode: mode,
+        ..trading::Settings::new()
+    }
+}
+
+/// Opens the book and serves it on a free port.
+async fn start(settings: trading::Settings) -> Service {
+    let mode = settings.cache_mode;
+    let trading = tokio::task::spawn_blocking(move || trading::Trading::open(&settings))
+        .await
+        .unwrap()
+        .expect("open the trading database");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = trading::app(trading.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Service {
+        mode,
+        base,
+        trading,
+        http: reqwest::Client::new(),
+        tokens: Mutex::default(),
+    }
 }
 
 const MODES: [CacheMode; 2] = [CacheMode::Functions, CacheMode::Layer];
@@ -159,6 +168,15 @@ impl Service {
             reply.body
         );
         reply
+    }
+
+    /// `POST /admin/outage`: every query fails for `duration` ("0s" ends it).
+    async fn outage(&self, duration: &str) -> Reply {
+        let request = self
+            .http
+            .post(format!("{}/admin/outage", self.base))
+            .json(&json!({ "duration": duration }));
+        reply(request.send().await.expect("request")).await
     }
 
     async fn record(&self, user_id: i64, fill: Value) -> Reply {
@@ -765,4 +783,96 @@ fn a_write_reaches_every_token_of_the_trader() {
             .unwrap();
         assert_eq!(changed.status(), StatusCode::OK);
     });
+}
+
+/// A database outage after the views expired. With fail-safe on, every
+/// view still answers 200 with its last good value, again and again; off,
+/// each read is a 500. Writes fail either way: no cache can record a
+/// fill. Once the outage ends, everything answers again. The admin route
+/// exists only with `TRADING_ADMIN` on.
+#[test]
+fn fail_safe_answers_through_a_database_outage() {
+    run(async {
+        let _config = CACHE_CONFIG.read().await;
+        let shared = service(CacheMode::Functions).await;
+        assert_eq!(
+            shared.outage("10s").await.status,
+            StatusCode::NOT_FOUND,
+            "no admin route unless TRADING_ADMIN is on"
+        );
+        let services = MODES.map(|mode| {
+            [true, false].map(move |fail_safe| async move {
+                let svc = start(trading::Settings {
+                    fail_safe,
+                    admin: true,
+                    ..settings(mode)
+                })
+                .await;
+                through_an_outage(&svc, fail_safe).await;
+            })
+        });
+        let [[a, b], [c, d]] = services;
+        tokio::join!(a, b, c, d);
+    });
+}
+
+async fn through_an_outage(svc: &Service, fail_safe: bool) {
+    // Traders no other test reads: the functions mode's keys name only
+    // the trader, and every service here shares one Redis.
+    let user = if fail_safe { 7 } else { 12 };
+    let what = format!(
+        "{:?}, fail-safe {}",
+        svc.mode,
+        if fail_safe { "on" } else { "off" }
+    );
+    let mut good = Vec::new();
+    for path in VIEWS {
+        good.push(svc.view(path, user).await.body);
+    }
+    let stored = Instant::now();
+    tokio::time::sleep(Duration::from_millis(5_300).saturating_sub(stored.elapsed())).await;
+
+    let started = svc.outage("30s").await;
+    assert_eq!(started.status, StatusCode::OK, "{what}: {}", started.body);
+    assert!(started.json()["outage_ms"].as_u64().unwrap() > 29_000);
+    let token = svc.token(user);
+    for (path, good) in VIEWS.iter().zip(&good) {
+        // The second read is within the throttle: the last good value
+        // again, without asking the database.
+        for attempt in ["first", "second"] {
+            let reply = svc.get(path, Some(&token)).await;
+            if fail_safe {
+                assert_eq!(
+                    reply.status,
+                    StatusCode::OK,
+                    "{what}, {path}, {attempt}: {}",
+                    reply.body
+                );
+                assert_eq!(&reply.body, good, "{what}, {path}: the last good value");
+            } else {
+                assert_eq!(
+                    reply.status,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "{what}, {path}, {attempt}: expired, and the database is down"
+                );
+            }
+        }
+    }
+    let account = format!("{}-1", trading::username(user));
+    let fill =
+        json!({"account": account, "symbol": "KO", "side": "buy", "quantity": 10, "price": 70.0});
+    let write = svc.record(user, fill.clone()).await;
+    assert_eq!(
+        write.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{what}: {}",
+        write.body
+    );
+
+    assert_eq!(svc.outage("0s").await.json()["outage_ms"], 0);
+    for path in VIEWS {
+        svc.view(path, user).await;
+    }
+    let write = svc.record(user, fill).await;
+    assert_eq!(write.status, StatusCode::CREATED, "{what}: {}", write.body);
 }

@@ -6,6 +6,10 @@
 //! connection records new rows. Every SQL statement is counted, in total
 //! and per request (a task-local the HTTP layer sets), so the service can
 //! say how much work the cache saved.
+//!
+//! An outage can be simulated (`Db::fail_for`, `POST /admin/outage`): for
+//! its duration every read and write fails at once with `DbError`, as
+//! against a database that refuses connections, without touching SQLite.
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -104,6 +108,10 @@ pub struct Db {
     permits: Arc<Semaphore>,
     writer: Arc<Mutex<Connection>>,
     queries: Arc<AtomicU64>,
+    /// A simulated outage ends at `opened` plus this many milliseconds
+    /// (0: no outage since opening, or it ended).
+    outage_until_ms: AtomicU64,
+    opened: Instant,
     _dir: Option<TempDir>,
 }
 
@@ -173,8 +181,40 @@ impl Db {
             readers: Arc::new(Mutex::new(readers)),
             writer: Arc::new(Mutex::new(writer)),
             queries: Arc::new(AtomicU64::new(0)),
+            outage_until_ms: AtomicU64::new(0),
+            opened: Instant::now(),
             _dir: dir,
         })
+    }
+
+    /// Simulates a database outage: for `duration` from now, every query
+    /// fails (zero ends an outage).
+    pub fn fail_for(&self, duration: Duration) {
+        let until = if duration.is_zero() {
+            0
+        } else {
+            (self.opened.elapsed() + duration).as_millis() as u64
+        };
+        self.outage_until_ms.store(until, Ordering::Relaxed);
+    }
+
+    /// How much of a simulated outage is left (zero: the database is up).
+    pub fn outage_left(&self) -> Duration {
+        let until = Duration::from_millis(self.outage_until_ms.load(Ordering::Relaxed));
+        until.saturating_sub(self.opened.elapsed())
+    }
+
+    /// `Err` while a simulated outage lasts.
+    fn check_up(&self) -> Result<(), DbError> {
+        let left = self.outage_left();
+        if left.is_zero() {
+            Ok(())
+        } else {
+            Err(DbError(format!(
+                "the database is unavailable (simulated outage, {} ms left)",
+                left.as_millis()
+            )))
+        }
     }
 
     /// SQL statements run so far.
@@ -195,6 +235,7 @@ impl Db {
         &self,
         f: impl FnOnce(&mut Sql<'_>) -> Result<T, DbError> + Send + 'static,
     ) -> Result<T, DbError> {
+        self.check_up()?;
         let permit = self
             .permits
             .clone()
@@ -245,6 +286,7 @@ impl Db {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
+        self.check_up().map_err(E::from)?;
         let (writer, total) = (self.writer.clone(), self.queries.clone());
         let (statements, result) = tokio::task::spawn_blocking(move || {
             let conn = writer.lock().expect("writer");

@@ -6,7 +6,9 @@
 //! /stats` has the totals, `GET /cache` cachekit's own stats and health.
 //!
 //! The reads are cached per function (`views`, `CACHE_MODE=functions`) or
-//! as HTTP responses (`layer`, `CACHE_MODE=layer`).
+//! as HTTP responses (`layer`, `CACHE_MODE=layer`), with or without
+//! fail-safe (`TRADING_FAIL_SAFE`). With `TRADING_ADMIN=on`, `POST
+//! /admin/outage {"duration":"10s"}` makes every query fail for that long.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -41,6 +43,11 @@ pub fn router(trading: Arc<Trading>) -> Router {
             .route("/api/v1/guards", get(guard_status)),
         CacheMode::Layer => layer::routes(trading.clone()),
     };
+    let admin = if trading.admin {
+        Router::new().route("/admin/outage", post(outage))
+    } else {
+        Router::new()
+    };
     Router::new()
         .route("/health", get(health))
         .route("/stats", get(stats))
@@ -48,6 +55,7 @@ pub fn router(trading: Arc<Trading>) -> Router {
         .route("/api/v1/login", post(login))
         .merge(reads)
         .route("/api/v1/reconciliations", post(record_fill))
+        .merge(admin)
         .with_state(trading)
 }
 
@@ -185,15 +193,18 @@ async fn reconciliation_status(
     State(trading): State<Arc<Trading>>,
     Trader(user_id): Trader,
 ) -> Response {
-    view(&trading, views::reconciliation_status(&trading.db, user_id)).await
+    let read = views::reconciliation_status(&trading.db, user_id, trading.fail_safe);
+    view(&trading, read).await
 }
 
 async fn open_positions(State(trading): State<Arc<Trading>>, Trader(user_id): Trader) -> Response {
-    view(&trading, views::open_positions(&trading.db, user_id)).await
+    let read = views::open_positions(&trading.db, user_id, trading.fail_safe);
+    view(&trading, read).await
 }
 
 async fn guard_status(State(trading): State<Arc<Trading>>, Trader(user_id): Trader) -> Response {
-    view(&trading, views::guard_status(&trading.db, user_id)).await
+    let read = views::guard_status(&trading.db, user_id, trading.fail_safe);
+    view(&trading, read).await
 }
 
 /// Serves a view, saying whether it came from the cache.
@@ -260,6 +271,31 @@ async fn record_fill(
     Ok(response)
 }
 
+#[derive(Deserialize)]
+struct Outage {
+    /// `"10s"`, `"500ms"`; `"0s"` ends an outage.
+    duration: String,
+}
+
+/// `POST /admin/outage {"duration":"10s"}` (with `TRADING_ADMIN=on`):
+/// every query fails for that long, from now.
+async fn outage(
+    State(trading): State<Arc<Trading>>,
+    body: Result<Json<Outage>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(outage) = body?;
+    let duration = match outage.duration.trim() {
+        "0" => Some(std::time::Duration::ZERO),
+        d => cachekit::parse_duration(d),
+    }
+    .ok_or_else(|| ApiError::Invalid(format!("{:?}: say 10s or 500ms", outage.duration)))?;
+    trading.fail_database_for(duration);
+    eprintln!("trading: database outage for {duration:?}");
+    Ok(Json(
+        json!({ "outage_ms": trading.db.outage_left().as_millis() as u64 }),
+    ))
+}
+
 pub fn cache_enabled() -> bool {
     cachekit::current_config().is_none_or(|c| c.is_enabled())
 }
@@ -284,6 +320,13 @@ pub struct Stats {
     pub cache_backend: String,
     /// `functions` or `layer`.
     pub cache_mode: String,
+    /// Whether the views serve their last good value when the database
+    /// fails.
+    #[serde(default)]
+    pub fail_safe: bool,
+    /// What is left of a simulated database outage (0: none).
+    #[serde(default)]
+    pub db_outage_ms: u64,
     /// SQL statements run since startup.
     pub db_queries: u64,
     /// Views served, and how: from the cache (hits) or the database (misses).
@@ -325,6 +368,8 @@ async fn stats(State(trading): State<Arc<Trading>>) -> Json<Stats> {
         cache_enabled: config.is_none_or(|c| c.is_enabled()),
         cache_backend: backend.into(),
         cache_mode: trading.cache_mode.name().into(),
+        fail_safe: trading.fail_safe,
+        db_outage_ms: trading.db.outage_left().as_millis() as u64,
         db_queries: trading.db.queries(),
         reads: c.reads.load(Ordering::Relaxed),
         cache_hits: c.hits.load(Ordering::Relaxed),

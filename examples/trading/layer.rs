@@ -42,7 +42,7 @@ pub fn trader_tag(user_id: i64) -> String {
 
 /// The three views, cached by the layer, behind authentication.
 pub fn routes(trading: Arc<Trading>) -> Router<Arc<Trading>> {
-    let cache = CacheLayer::new()
+    let mut cache = CacheLayer::new()
         .namespace(NAMESPACE)
         .ttl(Duration::from_secs(5))
         .vary_by(AUTHORIZATION)
@@ -53,6 +53,13 @@ pub fn routes(trading: Arc<Trading>) -> Router<Arc<Trading>> {
                 .map(|trader| vec![trader_tag(trader.0)])
                 .unwrap_or_default()
         });
+    if trading.fail_safe {
+        // As `views` does: a 5xx from a handler (the database failed) is
+        // answered with the last good response, kept an hour past its TTL.
+        cache = cache
+            .fail_safe(Duration::from_secs(3600))
+            .fail_safe_throttle(Duration::from_secs(5));
+    }
     Router::new()
         .route("/api/v1/reconciliation/status", get(reconciliation_status))
         .route("/api/v1/positions", get(open_positions))

@@ -33,7 +33,19 @@
 //! `TRADING_ROWS` (1000000), `TRADING_USERS` (250), `TRADING_DB` (a file to
 //! keep the seeded book in and reuse; default a temporary one),
 //! `JWT_SECRET`, `TRADING_PASSWORD` (`trading-demo`), `CACHE_MODE`
-//! (`functions` or `layer`).
+//! (`functions` or `layer`), `TRADING_FAIL_SAFE` (`off`; `on` serves each
+//! view's last good answer, kept for an hour past its TTL, when the
+//! database fails) and `TRADING_ADMIN` (`off`; `on` adds the admin routes).
+//!
+//! A database outage, for trying fail-safe (`TRADING_ADMIN=on` only: the
+//! route takes no token, and the service listens on 127.0.0.1 only):
+//!
+//! ```text
+//! curl localhost:3000/admin/outage -H 'content-type: application/json' -d '{"duration":"10s"}'
+//! ```
+//!
+//! For those ten seconds every query fails: a read that the cache cannot
+//! answer is a 500, and so is every write; `{"duration":"0s"}` ends it.
 //!
 //! Layout: `db` (SQLite pool, seeding, query counts), `queries` (the SQL and
 //! the response types), `views` (the cache in front of them, per function),
@@ -95,6 +107,11 @@ pub struct Settings {
     pub jwt_secret: String,
     pub password: String,
     pub cache_mode: CacheMode,
+    /// Whether a view whose query fails is answered with its last good
+    /// value (`fail_safe`), in either cache mode.
+    pub fail_safe: bool,
+    /// Whether `POST /admin/outage` exists.
+    pub admin: bool,
 }
 
 /// The development secret; set `JWT_SECRET` anywhere else.
@@ -114,6 +131,8 @@ impl Settings {
             jwt_secret: DEV_SECRET.into(),
             password: "trading-demo".into(),
             cache_mode: CacheMode::Functions,
+            fail_safe: false,
+            admin: false,
         }
     }
 
@@ -129,6 +148,16 @@ impl Settings {
                 Err(_) => Ok(None),
             }
         }
+        fn switch(name: &str) -> Result<Option<bool>, String> {
+            match std::env::var(name) {
+                Ok(v) => match v.trim() {
+                    "on" | "1" | "true" => Ok(Some(true)),
+                    "off" | "0" | "false" | "" => Ok(Some(false)),
+                    _ => Err(format!("{name}={v:?}: say on or off")),
+                },
+                Err(_) => Ok(None),
+            }
+        }
         let mut s = Settings::new();
         s.port = var("PORT")?.unwrap_or(s.port);
         s.seed.rows = var("TRADING_ROWS")?.unwrap_or(s.seed.rows);
@@ -137,6 +166,8 @@ impl Settings {
         s.jwt_secret = var("JWT_SECRET")?.unwrap_or(s.jwt_secret);
         s.password = var("TRADING_PASSWORD")?.unwrap_or(s.password);
         s.cache_mode = var("CACHE_MODE")?.unwrap_or(s.cache_mode);
+        s.fail_safe = switch("TRADING_FAIL_SAFE")?.unwrap_or(s.fail_safe);
+        s.admin = switch("TRADING_ADMIN")?.unwrap_or(s.admin);
         if s.seed.users == 0 || s.seed.rows == 0 {
             return Err("TRADING_USERS and TRADING_ROWS must be positive".into());
         }
@@ -157,6 +188,8 @@ pub struct Trading {
     password: String,
     counters: http::Counters,
     cache_mode: CacheMode,
+    fail_safe: bool,
+    admin: bool,
 }
 
 impl Trading {
@@ -171,7 +204,15 @@ impl Trading {
             password: settings.password.clone(),
             counters: http::Counters::default(),
             cache_mode: settings.cache_mode,
+            fail_safe: settings.fail_safe,
+            admin: settings.admin,
         }))
+    }
+
+    /// Simulates a database outage: every query fails for `duration`
+    /// (`POST /admin/outage`).
+    pub fn fail_database_for(&self, duration: Duration) {
+        self.db.fail_for(duration);
     }
 
     /// A bearer token for trader `user_id`, as `POST /api/v1/login` issues.
@@ -238,16 +279,20 @@ pub async fn run(
     cachekit::init(cachekit::Config::from_env()?).await?;
     let health = cachekit::health().await;
     eprintln!(
-        "trading: cache {} (enabled: {}, reachable: {}, mode: {}); seeding {} rows for {} traders...",
+        "trading: cache {} (enabled: {}, reachable: {}, mode: {}, fail-safe: {}); seeding {} rows for {} traders...",
         health.backend,
         health.enabled,
         health.reachable,
         settings.cache_mode.name(),
+        if settings.fail_safe { "on" } else { "off" },
         settings.seed.rows,
         settings.seed.users
     );
     let opening = settings.clone();
     let trading = tokio::task::spawn_blocking(move || Trading::open(&opening)).await??;
+    if settings.admin {
+        eprintln!("trading: TRADING_ADMIN is on: POST /admin/outage can stop the database");
+    }
     serve(trading, settings.port, shutdown).await?;
     eprintln!("trading: stopped");
     Ok(())
