@@ -160,15 +160,13 @@ where
     // refresh) is the one computation: the fallback serves at once, rather
     // than start another and wait the soft timeout again.
     let background = match (&fallback, call.p.knobs.soft_timeout) {
-        (Some((old, _)), Some(_)) => {
-            match call.stack.flights.refreshing(&call.stack, &call.full) {
-                Some(guard) => Some(guard),
-                None => {
-                    call.p.counters.add(Count::SoftTimeout);
-                    return call.output.restore(old.clone());
-                }
+        (Some((old, _)), Some(_)) => match call.stack.flights.refreshing(&call.stack, &call.full) {
+            Some(guard) => Some(guard),
+            None => {
+                call.p.counters.add(Count::SoftTimeout);
+                return call.output.restore(old.clone());
             }
-        }
+        },
         _ => None,
     };
     let (fence, lease) = match take_fence(call, &looked).await {
