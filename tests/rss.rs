@@ -44,7 +44,10 @@ fn in_own_process(case: &str) -> bool {
     println!("{stdout}");
     eprintln!("{stderr}");
     assert!(out.status.success(), "{case} failed in its own process");
-    assert!(stdout.contains("1 passed"), "{case} did not run in the child");
+    assert!(
+        stdout.contains("1 passed"),
+        "{case} did not run in the child"
+    );
     false
 }
 
@@ -87,13 +90,19 @@ fn memory_max_bytes_bounds_rss_over_1m_entries() {
             .expect("memory backend");
         // Warm what is lazy (the map's shards, the counters).
         for i in 0..1_000 {
-            cache.set(&format!("warm:{i}"), &value(i)).await.expect("set");
+            cache
+                .set(&format!("warm:{i}"), &value(i))
+                .await
+                .expect("set");
         }
     });
     let before = rss();
     common::run(async {
         for i in 0..ENTRIES {
-            cache.set(&format!("user:{i}"), &value(i)).await.expect("set");
+            cache
+                .set(&format!("user:{i}"), &value(i))
+                .await
+                .expect("set");
         }
     });
     std::thread::sleep(Duration::from_millis(200));
@@ -101,7 +110,10 @@ fn memory_max_bytes_bounds_rss_over_1m_entries() {
     // The bound was reached: the first entries were evicted, the last kept.
     common::run(async {
         let first: Option<String> = cache.get("user:0").await.expect("get");
-        let last: Option<String> = cache.get(&format!("user:{}", ENTRIES - 1)).await.expect("get");
+        let last: Option<String> = cache
+            .get(&format!("user:{}", ENTRIES - 1))
+            .await
+            .expect("get");
         assert_eq!(first, None, "the bound never evicted");
         assert_eq!(last, Some(value(ENTRIES - 1)));
     });
@@ -158,7 +170,9 @@ fn the_tiers_max_bytes_bounds_rss() {
     });
     std::thread::sleep(Duration::from_millis(200));
     let grown = rss().saturating_sub(before);
-    let local_hits = cachekit::stats().function("tiered").map_or(0, |f| f.local_hits);
+    let local_hits = cachekit::stats()
+        .function("tiered")
+        .map_or(0, |f| f.local_hits);
     assert!(local_hits > 0, "the tier kept nothing");
     assert_bounded("in-process tier", grown, BOUND, ENTRIES);
 }
