@@ -1,6 +1,7 @@
 //! The embedded default's hit, side by side with the in-memory choices a
 //! Rust user has, on the default multi-thread tokio runtime (what services
-//! run): time per hit at 1 task and at 256 concurrent tasks, over a warm
+//! run, unless `BENCH_WORKERS` says otherwise): time per hit at 1 task and
+//! at 256 concurrent tasks, over a warm
 //! set of 1,000 records of 113 bytes (the `User` of `support`).
 //!
 //! * `#[cached]` on the embedded store (cachekit's default, no config);
@@ -8,7 +9,7 @@
 //! * moka's `future::Cache::get` (a clone of the value);
 //! * a `Mutex<HashMap>` get and clone, the floor of hand-written code.
 //!
-//! `BENCH_ROUNDS` rounds (default 5), each variant's turn in a rotating
+//! `BENCH_ROUNDS` rounds (default 7), each variant's turn in a rotating
 //! order; ratios per round, median and range reported.
 
 use std::collections::HashMap;
@@ -87,9 +88,10 @@ fn main() {
         "Embedded default hit vs in-memory peers (default multi-thread runtime)",
         plan,
     );
-    // The default multi-thread runtime: one worker per core.
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let workers = runtime.metrics().num_workers();
+    // The benches' runtime: the default multi-thread runtime (one worker
+    // per core) unless `BENCH_WORKERS` says otherwise.
+    let runtime = &*support::RUNTIME;
+    let workers = support::workers();
     let peers = Arc::new(Peers {
         moka: moka::future::Cache::builder()
             .max_capacity(100_000)
