@@ -5,10 +5,13 @@
 //! ```sh
 //! cargo bench --bench cluster_throughput            # 64 concurrent callers, 3 s per case
 //! CALLERS=256 SECONDS=5 cargo bench --bench cluster_throughput
+//! CASES=get_many cargo bench --bench cluster_throughput   # some cases only
 //! ```
 //!
-//! Each case runs on the single node and on the cluster, twice, in turns;
-//! the best of the two rounds is kept. The numbers go to `BENCHMARKS.md`.
+//! The client runs on tokio's default multi-thread runtime (one worker per
+//! core; `WORKERS=N` sets the count). Each case runs on the single node and
+//! on the cluster, twice, in turns; the best of the two rounds is kept.
+//! The numbers go to `BENCHMARKS.md`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -52,6 +55,16 @@ impl Case {
         Case::SetIndexed,
         Case::GetMany100,
     ];
+
+    /// The name `CASES` selects it by.
+    fn id(self) -> &'static str {
+        match self {
+            Case::CachedHit => "hit",
+            Case::Set => "set",
+            Case::SetIndexed => "set_indexed",
+            Case::GetMany100 => "get_many",
+        }
+    }
 
     fn name(self) -> &'static str {
         match self {
@@ -132,18 +145,37 @@ fn env_number(name: &str, default: u64) -> u64 {
 fn main() {
     let callers = env_number("CALLERS", 64) as usize;
     let seconds = env_number("SECONDS", 3);
+    // `CASES=hit,set,set_indexed,get_many` (any of them): default all.
+    let cases: Vec<Case> = match std::env::var("CASES") {
+        Ok(list) if !list.trim().is_empty() => {
+            let wanted: Vec<&str> = list.split(',').map(str::trim).collect();
+            for w in &wanted {
+                assert!(
+                    Case::ALL.iter().any(|c| c.id() == *w),
+                    "CASES: unknown case {w:?}; expected hit, set, set_indexed or get_many"
+                );
+            }
+            Case::ALL
+                .into_iter()
+                .filter(|c| wanted.contains(&c.id()))
+                .collect()
+        }
+        _ => Case::ALL.to_vec(),
+    };
     let server = RedisServer::start();
     let cluster = RedisCluster::start();
     let targets = [
         ("1 node", Config::redis(&server.url())),
         ("cluster", Config::cluster(&cluster.urls())),
     ];
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let mut best = vec![[0f64; 2]; Case::ALL.len()];
+    // Tokio's default multi-thread runtime, what services run.
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = std::env::var("WORKERS").ok().and_then(|w| w.parse().ok()) {
+        builder.worker_threads(workers);
+    }
+    let runtime = builder.enable_all().build().expect("tokio runtime");
+    let workers = runtime.metrics().num_workers();
+    let mut best = vec![[0f64; 2]; cases.len()];
     runtime.block_on(async {
         for round in 0..2 {
             for (t, (name, config)) in targets.iter().enumerate() {
@@ -153,7 +185,7 @@ fn main() {
                 if round == 0 {
                     warm().await;
                 }
-                for (c, case) in Case::ALL.into_iter().enumerate() {
+                for (c, &case) in cases.iter().enumerate() {
                     let ops = measure(case, callers, seconds).await;
                     common::note(format!(
                         "round {round}, {name}: {}: {ops:.0} ops/s",
@@ -168,11 +200,11 @@ fn main() {
     });
     println!();
     println!(
-        "{callers} concurrent callers, {seconds} s per case, best of 2 rounds, one tokio runtime with 2 workers"
+        "{callers} concurrent callers, {seconds} s per case, best of 2 rounds, one multi-thread tokio runtime with {workers} workers"
     );
     println!("| case | 1 node (ops/s) | 3-primary cluster (ops/s) | cluster / 1 node |");
     println!("|---|---:|---:|---:|");
-    for (case, [node, cluster]) in Case::ALL.into_iter().zip(best) {
+    for (case, [node, cluster]) in cases.into_iter().zip(best) {
         println!(
             "| {} | {node:.0} | {cluster:.0} | {:.2} |",
             case.name(),
