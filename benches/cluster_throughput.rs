@@ -5,12 +5,13 @@
 //! ```sh
 //! cargo bench --bench cluster_throughput            # 64 concurrent callers, 3 s per case
 //! CALLERS=256 SECONDS=5 cargo bench --bench cluster_throughput
-//! CASES=get_many cargo bench --bench cluster_throughput   # some cases only
+//! CASES=get_many ROUNDS=7 cargo bench --bench cluster_throughput   # some cases, more rounds
 //! ```
 //!
 //! The client runs on tokio's default multi-thread runtime (one worker per
 //! core; `WORKERS=N` sets the count). Each case runs on the single node and
-//! on the cluster, twice, in turns; the best of the two rounds is kept.
+//! on the cluster, in turns, for `ROUNDS` rounds (default 2); the best
+//! round is kept, and the per-round ratios are printed beside it.
 //! The numbers go to `BENCHMARKS.md`.
 
 #[path = "../tests/common/mod.rs"]
@@ -175,9 +176,13 @@ fn main() {
     }
     let runtime = builder.enable_all().build().expect("tokio runtime");
     let workers = runtime.metrics().num_workers();
+    // `ROUNDS=N` (default 2): each round runs every case on both targets.
+    let rounds = env_number("ROUNDS", 2).max(1) as usize;
     let mut best = vec![[0f64; 2]; cases.len()];
+    // ops/s per case, target and round: the per-round ratios below.
+    let mut all = vec![[Vec::new(), Vec::new()]; cases.len()];
     runtime.block_on(async {
-        for round in 0..2 {
+        for round in 0..rounds {
             for (t, (name, config)) in targets.iter().enumerate() {
                 cachekit::init(config.clone().timeout(Duration::from_secs(2)))
                     .await
@@ -192,6 +197,7 @@ fn main() {
                         case.name()
                     ));
                     best[c][t] = best[c][t].max(ops);
+                    all[c][t].push(ops);
                 }
                 let errors = cachekit::stats().errors;
                 assert_eq!(errors, 0, "{name}: cache errors during the run");
@@ -200,15 +206,37 @@ fn main() {
     });
     println!();
     println!(
-        "{callers} concurrent callers, {seconds} s per case, best of 2 rounds, one multi-thread tokio runtime with {workers} workers"
+        "{callers} concurrent callers, {seconds} s per case, best of {rounds} rounds, one multi-thread tokio runtime with {workers} workers"
     );
     println!("| case | 1 node (ops/s) | 3-primary cluster (ops/s) | cluster / 1 node |");
     println!("|---|---:|---:|---:|");
-    for (case, [node, cluster]) in cases.into_iter().zip(best) {
+    for (case, [node, cluster]) in cases.iter().zip(&best) {
         println!(
             "| {} | {node:.0} | {cluster:.0} | {:.2} |",
             case.name(),
             cluster / node
+        );
+    }
+    println!();
+    println!("cluster / 1 node per round (the two targets run in turns within a round):");
+    println!("| case | median | range | rounds |");
+    println!("|---|---:|---:|---|");
+    for (case, [node, cluster]) in cases.iter().zip(&all) {
+        let mut ratios: Vec<f64> = cluster.iter().zip(node).map(|(c, n)| c / n).collect();
+        let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+        ratios.sort_by(f64::total_cmp);
+        let mid = ratios.len() / 2;
+        let median = if ratios.len() % 2 == 1 {
+            ratios[mid]
+        } else {
+            (ratios[mid - 1] + ratios[mid]) / 2.0
+        };
+        println!(
+            "| {} | {median:.2} | {:.2} – {:.2} | {} |",
+            case.name(),
+            ratios[0],
+            ratios[ratios.len() - 1],
+            listed.join(", ")
         );
     }
 }
