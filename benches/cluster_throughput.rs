@@ -5,10 +5,14 @@
 //! ```sh
 //! cargo bench --bench cluster_throughput            # 64 concurrent callers, 3 s per case
 //! CALLERS=256 SECONDS=5 cargo bench --bench cluster_throughput
+//! CASES=get_many ROUNDS=7 cargo bench --bench cluster_throughput   # some cases, more rounds
 //! ```
 //!
-//! Each case runs on the single node and on the cluster, twice, in turns;
-//! the best of the two rounds is kept. The numbers go to `BENCHMARKS.md`.
+//! The client runs on tokio's default multi-thread runtime (one worker per
+//! core; `WORKERS=N` sets the count). Each case runs on the single node and
+//! on the cluster, in turns, for `ROUNDS` rounds (default 2); the best
+//! round is kept, and the per-round ratios are printed beside it.
+//! The numbers go to `BENCHMARKS.md`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -52,6 +56,16 @@ impl Case {
         Case::SetIndexed,
         Case::GetMany100,
     ];
+
+    /// The name `CASES` selects it by.
+    fn id(self) -> &'static str {
+        match self {
+            Case::CachedHit => "hit",
+            Case::Set => "set",
+            Case::SetIndexed => "set_indexed",
+            Case::GetMany100 => "get_many",
+        }
+    }
 
     fn name(self) -> &'static str {
         match self {
@@ -132,20 +146,43 @@ fn env_number(name: &str, default: u64) -> u64 {
 fn main() {
     let callers = env_number("CALLERS", 64) as usize;
     let seconds = env_number("SECONDS", 3);
+    // `CASES=hit,set,set_indexed,get_many` (any of them): default all.
+    let cases: Vec<Case> = match std::env::var("CASES") {
+        Ok(list) if !list.trim().is_empty() => {
+            let wanted: Vec<&str> = list.split(',').map(str::trim).collect();
+            for w in &wanted {
+                assert!(
+                    Case::ALL.iter().any(|c| c.id() == *w),
+                    "CASES: unknown case {w:?}; expected hit, set, set_indexed or get_many"
+                );
+            }
+            Case::ALL
+                .into_iter()
+                .filter(|c| wanted.contains(&c.id()))
+                .collect()
+        }
+        _ => Case::ALL.to_vec(),
+    };
     let server = RedisServer::start();
     let cluster = RedisCluster::start();
     let targets = [
         ("1 node", Config::redis(&server.url())),
         ("cluster", Config::cluster(&cluster.urls())),
     ];
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let mut best = vec![[0f64; 2]; Case::ALL.len()];
+    // Tokio's default multi-thread runtime, what services run.
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = std::env::var("WORKERS").ok().and_then(|w| w.parse().ok()) {
+        builder.worker_threads(workers);
+    }
+    let runtime = builder.enable_all().build().expect("tokio runtime");
+    let workers = runtime.metrics().num_workers();
+    // `ROUNDS=N` (default 2): each round runs every case on both targets.
+    let rounds = env_number("ROUNDS", 2).max(1) as usize;
+    let mut best = vec![[0f64; 2]; cases.len()];
+    // ops/s per case, target and round: the per-round ratios below.
+    let mut all = vec![[Vec::new(), Vec::new()]; cases.len()];
     runtime.block_on(async {
-        for round in 0..2 {
+        for round in 0..rounds {
             for (t, (name, config)) in targets.iter().enumerate() {
                 cachekit::init(config.clone().timeout(Duration::from_secs(2)))
                     .await
@@ -153,13 +190,14 @@ fn main() {
                 if round == 0 {
                     warm().await;
                 }
-                for (c, case) in Case::ALL.into_iter().enumerate() {
+                for (c, &case) in cases.iter().enumerate() {
                     let ops = measure(case, callers, seconds).await;
                     common::note(format!(
                         "round {round}, {name}: {}: {ops:.0} ops/s",
                         case.name()
                     ));
                     best[c][t] = best[c][t].max(ops);
+                    all[c][t].push(ops);
                 }
                 let errors = cachekit::stats().errors;
                 assert_eq!(errors, 0, "{name}: cache errors during the run");
@@ -168,15 +206,37 @@ fn main() {
     });
     println!();
     println!(
-        "{callers} concurrent callers, {seconds} s per case, best of 2 rounds, one tokio runtime with 2 workers"
+        "{callers} concurrent callers, {seconds} s per case, best of {rounds} rounds, one multi-thread tokio runtime with {workers} workers"
     );
     println!("| case | 1 node (ops/s) | 3-primary cluster (ops/s) | cluster / 1 node |");
     println!("|---|---:|---:|---:|");
-    for (case, [node, cluster]) in Case::ALL.into_iter().zip(best) {
+    for (case, [node, cluster]) in cases.iter().zip(&best) {
         println!(
             "| {} | {node:.0} | {cluster:.0} | {:.2} |",
             case.name(),
             cluster / node
+        );
+    }
+    println!();
+    println!("cluster / 1 node per round (the two targets run in turns within a round):");
+    println!("| case | median | range | rounds |");
+    println!("|---|---:|---:|---|");
+    for (case, [node, cluster]) in cases.iter().zip(&all) {
+        let mut ratios: Vec<f64> = cluster.iter().zip(node).map(|(c, n)| c / n).collect();
+        let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+        ratios.sort_by(f64::total_cmp);
+        let mid = ratios.len() / 2;
+        let median = if ratios.len() % 2 == 1 {
+            ratios[mid]
+        } else {
+            (ratios[mid - 1] + ratios[mid]) / 2.0
+        };
+        println!(
+            "| {} | {median:.2} | {:.2} – {:.2} | {} |",
+            case.name(),
+            ratios[0],
+            ratios[ratios.len() - 1],
+            listed.join(", ")
         );
     }
 }

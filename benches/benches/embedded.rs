@@ -1,6 +1,7 @@
 //! The embedded default's hit, side by side with the in-memory choices a
 //! Rust user has, on the default multi-thread tokio runtime (what services
-//! run): time per hit at 1 task and at 256 concurrent tasks, over a warm
+//! run, unless `BENCH_WORKERS` says otherwise): time per hit at 1 task and
+//! at 256 concurrent tasks, over a warm
 //! set of 1,000 records of 113 bytes (the `User` of `support`).
 //!
 //! * `#[cached]` on the embedded store (cachekit's default, no config);
@@ -8,7 +9,7 @@
 //! * moka's `future::Cache::get` (a clone of the value);
 //! * a `Mutex<HashMap>` get and clone, the floor of hand-written code.
 //!
-//! `BENCH_ROUNDS` rounds (default 5), each variant's turn in a rotating
+//! `BENCH_ROUNDS` rounds (default 7), each variant's turn in a rotating
 //! order; ratios per round, median and range reported.
 
 use std::collections::HashMap;
@@ -87,9 +88,10 @@ fn main() {
         "Embedded default hit vs in-memory peers (default multi-thread runtime)",
         plan,
     );
-    // The default multi-thread runtime: one worker per core.
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let workers = runtime.metrics().num_workers();
+    // The benches' runtime: the default multi-thread runtime (one worker
+    // per core) unless `BENCH_WORKERS` says otherwise.
+    let runtime = &*support::RUNTIME;
+    let workers = support::workers();
     let peers = Arc::new(Peers {
         moka: moka::future::Cache::builder()
             .max_capacity(100_000)
@@ -105,12 +107,38 @@ fn main() {
             peers.map.lock().unwrap().insert(id, load_user(id));
         }
     });
-    for (tasks, calls) in [(1usize, plan.n(200_000)), (256, plan.n(2_000))] {
+    // `BENCH_PROFILE=cachekit|cached|moka|map`: only that variant (at
+    // `BENCH_TASKS` tasks, default 1), for a profiler.
+    if let Ok(only) = std::env::var("BENCH_PROFILE") {
+        let variant = ["cachekit", "cached", "moka", "map"]
+            .iter()
+            .position(|n| *n == only)
+            .unwrap_or_else(|| {
+                panic!("BENCH_PROFILE={only}: expected cachekit, cached, moka or map")
+            });
+        let tasks: usize = std::env::var("BENCH_TASKS")
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(1);
+        let calls = plan.n(2_000_000) / tasks;
+        let took = runtime.block_on(drive(&peers, variant, tasks, calls));
+        eprintln!("{only}: {tasks} task(s), {} per hit", per_op(took));
+        return;
+    }
+    // At 1 task the variants take turns in blocks, so that a drift of the
+    // shared machine lands on all of them.
+    for (tasks, blocks, calls) in [(1usize, 10, plan.n(20_000)), (256, 1, plan.n(2_000))] {
         let mut times: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS];
         for round in 0..plan.rounds {
-            for v in order(round, VARIANTS) {
-                let t = runtime.block_on(drive(&peers, v, tasks, calls));
-                times[v].push(t.as_nanos() as f64);
+            let mut sums = [0f64; VARIANTS];
+            for b in 0..blocks {
+                for v in order(round + b, VARIANTS) {
+                    let t = runtime.block_on(drive(&peers, v, tasks, calls));
+                    sums[v] += t.as_nanos() as f64;
+                }
+            }
+            for (t, sum) in times.iter_mut().zip(sums) {
+                t.push(sum / blocks as f64);
             }
         }
         let mut rows = Vec::new();

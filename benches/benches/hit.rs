@@ -2,14 +2,18 @@
 //!
 //! * `#[cached]` (cachekit);
 //! * the same get-or-compute written by hand with `redis` (GET, then
-//!   `serde_json`) on the connection type cachekit uses,
-//!   `redis::aio::ConnectionManager`;
+//!   `serde_json`), on a `redis::aio::MultiplexedConnection` (the issue's
+//!   reference: the cheapest handle the crate offers) and on the
+//!   connection type cachekit uses, `redis::aio::ConnectionManager` (which
+//!   wraps a multiplexed connection and reconnects);
 //! * the `cached` crate's `#[concurrent_cached(redis = true)]` (its
 //!   `AsyncRedisCache`, MessagePack values);
 //! * a bare `GET` of the same bytes (no decoding), the floor of any client;
 //! * `redis-benchmark -t get` at the same concurrency: the server's ceiling.
 //!
-//! At 1 task (latency per call) and 256 concurrent tasks (throughput). Also
+//! At 1 task (latency per call) and 256 concurrent tasks (throughput), on
+//! the benches' runtime (the default multi-thread runtime unless
+//! `BENCH_WORKERS` says otherwise). Also
 //! a cachekit miss (fresh key: GET, compute, SET) as a ratio to a bare GET,
 //! for the note on issue 2.
 
@@ -18,7 +22,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -38,7 +42,7 @@ impl std::fmt::Display for BenchError {
 }
 
 /// Computations per variant: a hit must not compute.
-static COMPUTED: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+static COMPUTED: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
 const CACHEKIT: usize = 0;
 const HAND: usize = 1;
 const PEER: usize = 2;
@@ -67,7 +71,7 @@ async fn peer_user(id: u64) -> Result<User, BenchError> {
 
 /// What a careful engineer writes without a caching library: GET, decode,
 /// or compute and SET with a TTL.
-async fn hand_user(conn: &ConnectionManager, id: u64) -> Result<User, BenchError> {
+async fn hand_user<C: ConnectionLike + Clone>(conn: &C, id: u64) -> Result<User, BenchError> {
     let key = format!("hand:user:{id}");
     let mut conn = conn.clone();
     let cached: Option<Vec<u8>> = redis::cmd("GET")
@@ -117,6 +121,7 @@ async fn ck_miss(id: u64) -> Result<User, BenchError> {
 enum Variant {
     Cachekit,
     Hand(ConnectionManager),
+    HandMux(MultiplexedConnection),
     Peer,
     RawGet(ConnectionManager),
     CachekitMiss,
@@ -130,6 +135,13 @@ impl Variant {
             }
             Variant::Hand(conn) => {
                 black_box(hand_user(conn, id).await.expect("hand-written"));
+            }
+            Variant::HandMux(conn) => {
+                black_box(
+                    hand_user(conn, id)
+                        .await
+                        .expect("hand-written, multiplexed"),
+                );
             }
             Variant::Peer => {
                 black_box(peer_user(id).await.expect("cached crate"));
@@ -235,7 +247,7 @@ fn main() {
     let server = start_server_for_cached_crate();
     let url = server.url();
 
-    let (hand_conn, raw_conn) = run(async {
+    let (hand_conn, mux_conn, raw_conn) = run(async {
         cachekit::init(cachekit::Config::redis(&url))
             .await
             .expect("cachekit init");
@@ -243,6 +255,10 @@ fn main() {
         let hand = ConnectionManager::new(client.clone())
             .await
             .expect("hand conn");
+        let mux = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("multiplexed conn");
         let raw = ConnectionManager::new(client).await.expect("raw conn");
         // Warm every key of every variant.
         for id in 0..KEYS {
@@ -250,7 +266,7 @@ fn main() {
             hand_user(&hand, id).await.expect("warm hand");
             peer_user(id).await.expect("warm cached");
         }
-        (hand, raw)
+        (hand, mux, raw)
     });
     // The server's ceiling reads a value of the same size.
     let sample = serde_json::to_vec(&load_user(1)).expect("json");
@@ -262,15 +278,16 @@ fn main() {
         .expect("SET");
     let warm = COMPUTED.each_ref().map(|c| c.load(Ordering::Relaxed));
 
-    // `BENCH_PROFILE=cachekit|hand|cached` runs only that variant at 256
+    // `BENCH_PROFILE=cachekit|hand|mux|cached` runs only that variant at 256
     // tasks for a while, to compare them under a profiler
     // (`perf record`, `valgrind --tool=callgrind`).
     if let Ok(only) = std::env::var("BENCH_PROFILE") {
         let variant = match only.as_str() {
             "cachekit" => Variant::Cachekit,
             "hand" => Variant::Hand(hand_conn),
+            "mux" => Variant::HandMux(mux_conn),
             "cached" => Variant::Peer,
-            other => panic!("BENCH_PROFILE={other}: expected cachekit, hand or cached"),
+            other => panic!("BENCH_PROFILE={other}: expected cachekit, hand, mux or cached"),
         };
         let calls = plan.n(256 * 4_000);
         let took = run(drive(&variant, 256, calls));
@@ -281,18 +298,27 @@ fn main() {
         return;
     }
 
-    let one_names = ["cachekit", "hand", "cached", "raw GET", "cachekit miss"];
+    let one_names = [
+        "cachekit",
+        "hand",
+        "hand mux",
+        "cached",
+        "raw GET",
+        "cachekit miss",
+    ];
     let one_variants = [
         Variant::Cachekit,
         Variant::Hand(hand_conn.clone()),
+        Variant::HandMux(mux_conn.clone()),
         Variant::Peer,
         Variant::RawGet(raw_conn.clone()),
         Variant::CachekitMiss,
     ];
-    let many_names = ["cachekit", "hand", "cached"];
+    let many_names = ["cachekit", "hand", "hand mux", "cached"];
     let many_variants = [
         Variant::Cachekit,
         Variant::Hand(hand_conn.clone()),
+        Variant::HandMux(mux_conn.clone()),
         Variant::Peer,
     ];
     let one_calls = plan.n(20_000);
@@ -330,8 +356,10 @@ fn main() {
             many.per_call[i].push(took.as_nanos() as f64);
         }
         eprintln!(
-            "round {}: 1 task cachekit/hand {:.3}, 256 tasks cachekit/hand {:.3}",
+            "round {}: cachekit/hand mux {:.3} (1 task), {:.3} (256 tasks); cachekit/hand {:.3} (1 task), {:.3} (256 tasks)",
             round + 1,
+            one.per_call[0][round] / one.per_call[2][round],
+            many.per_call[0][round] / many.per_call[2][round],
             one.per_call[0][round] / one.per_call[1][round],
             many.per_call[0][round] / many.per_call[1][round]
         );
@@ -347,6 +375,8 @@ fn main() {
     drop(server);
 
     // Time ratios: above 1 means slower than the reference.
+    let one_vs_mux = one.ratios("cachekit", "hand mux");
+    let many_vs_mux = many.ratios("cachekit", "hand mux");
     let one_vs_hand = one.ratios("cachekit", "hand");
     let one_vs_peer = one.ratios("cachekit", "cached");
     let many_vs_hand = many.ratios("cachekit", "hand");
@@ -361,6 +391,7 @@ fn main() {
     };
     let many_frac = frac(&many, "cachekit", &ceiling_256);
     let hand_frac = frac(&many, "hand", &ceiling_256);
+    let mux_frac = frac(&many, "hand mux", &ceiling_256);
     let peer_frac = frac(&many, "cached", &ceiling_256);
     let one_frac = frac(&one, "cachekit", &ceiling_1);
     let many_frac_pipelined = frac(&many, "cachekit", &ceiling_pipelined);
@@ -389,13 +420,25 @@ fn main() {
         ],
         &[
             ratio_row(
-                "1 task: `#[cached]` ÷ hand-written",
+                "1 task: `#[cached]` ÷ hand-written, `MultiplexedConnection`",
+                &one_vs_mux,
+                "≤ 1.05x",
+                median(&one_vs_mux) <= 1.05,
+            ),
+            ratio_row(
+                "256 tasks: `#[cached]` ÷ hand-written, `MultiplexedConnection`",
+                &many_vs_mux,
+                "≤ 1.05x",
+                median(&many_vs_mux) <= 1.05,
+            ),
+            ratio_row(
+                "1 task: `#[cached]` ÷ hand-written, `ConnectionManager`",
                 &one_vs_hand,
                 "≤ 1.05x",
                 median(&one_vs_hand) <= 1.05,
             ),
             ratio_row(
-                "256 tasks: `#[cached]` ÷ hand-written",
+                "256 tasks: `#[cached]` ÷ hand-written, `ConnectionManager`",
                 &many_vs_hand,
                 "≤ 1.05x",
                 median(&many_vs_hand) <= 1.05,
@@ -435,7 +478,11 @@ fn main() {
                 &many_frac,
             ),
             frac_row(
-                "hand-written, 256 tasks ÷ `redis-benchmark -c 256`",
+                "hand-written (`MultiplexedConnection`), 256 tasks ÷ `redis-benchmark -c 256`",
+                &mux_frac,
+            ),
+            frac_row(
+                "hand-written (`ConnectionManager`), 256 tasks ÷ `redis-benchmark -c 256`",
                 &hand_frac,
             ),
             frac_row(

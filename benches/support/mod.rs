@@ -16,7 +16,8 @@
 //! * `BENCH_WAIT_LOAD=1.5`: before measuring, wait (up to 10 minutes) until
 //!   the 1-minute load average is below this;
 //! * `BENCH_NO_WRITE=1`: print the tables only;
-//! * `BENCH_WORKERS=N`: worker threads of the client's runtime (default 1).
+//! * `BENCH_WORKERS=N`: worker threads of the client's runtime (default:
+//!   tokio's default multi-thread runtime, one worker per core).
 #![allow(dead_code)]
 
 use std::fmt::Write as _;
@@ -32,27 +33,36 @@ pub mod server;
 #[allow(unused_imports)]
 pub use server::RedisServer;
 
-/// The benches' tokio runtime: `BENCH_WORKERS` worker threads, default 1.
-/// On this 2-core machine the server then has the other core, and every
-/// task of the client, the connections' drivers included, shares one
-/// thread: no comparison depends on which worker a connection's driver
-/// happened to land on. (With 2 workers, at 1 task, that placement alone
-/// moved one variant's latency by 40%: a wake-up across idle cores costs
-/// tens of microseconds on this VM.) The global cache's connection lives
+/// The benches' tokio runtime: the default multi-thread runtime (one
+/// worker per core), what services run. A hot path that shares a counter
+/// or a lock across workers shows up only there: a 1-worker runtime hid a
+/// 1.20x slowdown at 256 tasks. `BENCH_WORKERS=N` sets the worker count
+/// instead; `BENCH_WORKERS=1` gives the figures of the earlier runs, where
+/// every task of the client, the connections' drivers included, shares
+/// one thread and the server has the other core (at 1 task, with 2
+/// workers, which worker a connection's driver lands on can move a
+/// variant's latency by tens of percent: a wake-up across idle cores costs
+/// tens of microseconds on this VM). The global cache's connection lives
 /// on this runtime, so every measurement of a bench runs on it.
 pub static RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers())
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = requested_workers() {
+        builder.worker_threads(n);
+    }
+    builder.enable_all().build().expect("tokio runtime")
 });
 
-fn workers() -> usize {
+/// `BENCH_WORKERS`, if set to a positive number.
+fn requested_workers() -> Option<usize> {
     std::env::var("BENCH_WORKERS")
         .ok()
         .and_then(|w| w.parse().ok())
-        .unwrap_or(1)
+        .filter(|&n| n > 0)
+}
+
+/// The worker threads of the benches' runtime, as tokio reports them.
+pub fn workers() -> usize {
+    RUNTIME.metrics().num_workers()
 }
 
 /// Runs `f` on the benches' runtime.
@@ -242,10 +252,13 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "Machine: {} cores ({}), load average {b1:.2} / {b5:.2} (1 / 5 min) before, {a1:.2} / {a5:.2} after; client runtime with {} worker thread(s); {}; {}; cachekit {}.\n",
+            "Machine: {} cores ({}), load average {b1:.2} / {b5:.2} (1 / 5 min) before, {a1:.2} / {a5:.2} after; client runtime: multi-thread, {} worker thread(s) ({}); {}; {}; cachekit {}.\n",
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             cpu_model(),
             workers(),
+            requested_workers().map_or("tokio's default".to_owned(), |n| format!(
+                "BENCH_WORKERS={n}"
+            )),
             first_line("redis-server", &["--version"])
                 .split(" sha=")
                 .next()
