@@ -476,12 +476,10 @@ impl KeyPart for uuid::Uuid {
     }
 }
 
-/// Stores a rendered key as is, or hashed when longer than [`MAX_KEY_LEN`].
-/// A key that holds the marker `%h` is hashed too, whatever its length:
-/// keys given at run time (`Cache` keys, tags) are not escaped, and one
-/// could otherwise spell the hashed form of another, longer key.
-/// Whether a rendered key is stored hashed: too long, or spelling the
-/// hashed-key marker.
+/// Whether a rendered key is stored hashed: longer than [`MAX_KEY_LEN`], or
+/// holding the marker `%h`, whatever its length: keys given at run time
+/// (`Cache` keys, tags) are not escaped, and one could otherwise spell the
+/// hashed form of another, longer key.
 pub(crate) fn needs_hashing(rendered: &str) -> bool {
     // Most keys hold no `%` at all: a byte search (memchr) settles them; the
     // two-byte marker is looked for only in those that do.
@@ -491,6 +489,7 @@ pub(crate) fn needs_hashing(rendered: &str) -> bool {
         || (bytes.contains(&b'%') && bytes.windows(2).any(|w| w == HASH_MARKER.as_bytes()))
 }
 
+/// Stores a rendered key as is, or hashed when [`needs_hashing`] says so.
 pub(crate) fn push_bounded(out: &mut String, rendered: &str) {
     if !needs_hashing(rendered) {
         out.push_str(rendered);

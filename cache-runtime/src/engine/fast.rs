@@ -26,20 +26,25 @@ pub(crate) fn hit<R, O: Output<R>>(site: &'static Site, key: &str, output: O) ->
         if stack.off.is_some() {
             return None;
         }
+        // Only a store or tier in process can serve here: a shared store
+        // without its tier goes straight to the full path.
+        let tier = match &stack.memory {
+            Some(_) => None,
+            None if site.knobs.local || stack.config.local.all => Some(stack.tier.as_ref()?),
+            None => return None,
+        };
         let full: Cow<'_, str> = if stack.layout.prefix().is_empty() && !key::needs_hashing(key) {
             Cow::Borrowed(key)
         } else {
             Cow::Owned(stack.layout.data_key(None, key))
         };
-        let (held, local) = match &stack.memory {
-            Some(memory) => match memory.get_held(&full) {
+        let (held, local) = match (&stack.memory, tier) {
+            (Some(memory), _) => match memory.get_held(&full) {
                 Found::Held(held) => (held, false),
                 Found::Bytes(_) | Found::Absent => return None,
             },
-            None if site.knobs.local || stack.config.local.all => {
-                (stack.tier.as_ref()?.get(&full)?.0, true)
-            }
-            None => return None,
+            (None, Some(tier)) => (tier.get(&full)?.0, true),
+            (None, None) => return None,
         };
         let value = held.get::<O::Value>()?;
         if let Some(times) = held.times()
