@@ -269,9 +269,7 @@ where
     if forced() {
         call.p.counters.add(Count::Refresh);
         let span = refresh_span(&call.p, &call.full);
-        return super::miss::lead(&call, comp, None, true)
-            .instrument(span)
-            .await;
+        return Box::pin(super::miss::lead(&call, comp, None, true).instrument(span)).await;
     }
     let ended = call.stack.flights.ended();
     let looked = lookup(&call).await;
@@ -314,9 +312,12 @@ where
         }
         State::Expired | State::Miss | State::Failed => {
             let span = tracing::debug_span!("cachekit.miss", key = %call.full, namespace = call.p.namespace);
-            let value = super::miss::miss(&call, comp, looked, ended)
-                .instrument(span)
-                .await;
+            // Boxed: the miss path's state is large, and inline it would
+            // make every call's future (a hit's too) that large, to be
+            // copied wherever the future moves. A miss pays one allocation
+            // beside its round trips.
+            let value =
+                Box::pin(super::miss::miss(&call, comp, looked, ended).instrument(span)).await;
             miss(&call.p, started, value)
         }
     }
@@ -393,7 +394,10 @@ where
     if let Some(hit) = fast_hit(site, &key, output).await {
         return hit;
     }
-    of_site(site, key, tags, output, hooks, super::Serde, comp).await
+    // Boxed, so that the future of every call (the generated function's)
+    // stays small: a fast hit never builds the engine's state, and no call
+    // copies it as its future moves.
+    Box::pin(of_site(site, key, tags, output, hooks, super::Serde, comp)).await
 }
 
 /// The entry point of `#[cached(scope = "process")]` on an `async fn`.
