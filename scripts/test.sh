@@ -8,17 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-
-missing=()
-command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
-command -v openssl >/dev/null 2>&1 || missing+=(openssl)
-if [ "${#missing[@]}" -gt 0 ]; then
-    echo "installing ${missing[*]} from Debian's packages"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+bash scripts/setup.sh
 redis-server --version
 
 # Every crate, every test binary, the examples' tests and the doctests;
