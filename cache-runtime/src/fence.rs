@@ -100,6 +100,15 @@ impl Fence {
             && self.epoch.load(Ordering::Acquire) == stamp.epoch
     }
 
+    /// Another key that shares `key`'s shard (for tests of a voided stamp).
+    #[cfg(test)]
+    pub(crate) fn shard_mate(&self, key: &str) -> String {
+        (0..)
+            .map(|i| format!("{key}~{i}"))
+            .find(|k| self.shard(k) == self.shard(key))
+            .expect("a key in the same shard")
+    }
+
     /// Voids the stamps of `key` (call before removing it).
     pub(crate) fn bump(&self, key: &str) {
         self.versions[self.shard(key)].fetch_add(1, Ordering::AcqRel);

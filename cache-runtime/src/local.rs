@@ -204,17 +204,22 @@ impl LocalMap {
 
     /// Keeps `held` until `expires_ms`, unless `key` was invalidated since
     /// `stamp`. Returns whether it did.
+    ///
+    /// When it does not, any copy at `key` goes too: the value being kept
+    /// replaces it (a refresh, a write to the shared store), so the copy is
+    /// older than what the caller knows. The stamp can also be voided by an
+    /// invalidation of another key of its shard, or by a pattern, which
+    /// removed nothing here: the copy would otherwise outlive the write.
     pub(crate) fn keep(&self, key: &str, held: Held, expires_ms: u64, stamp: Stamp) -> bool {
-        if expires_ms <= self.clock.now_ms() || !self.fence.current(stamp) {
-            return false;
+        if expires_ms > self.clock.now_ms() && self.fence.current(stamp) {
+            self.map.insert(key.to_owned(), Slot { held, expires_ms });
+            // An invalidation between the check and the insert: undo.
+            if self.fence.current(stamp) {
+                return true;
+            }
         }
-        self.map.insert(key.to_owned(), Slot { held, expires_ms });
-        // An invalidation between the check and the insert: undo.
-        if !self.fence.current(stamp) {
-            self.map.remove(key);
-            return false;
-        }
-        true
+        self.map.remove(key);
+        false
     }
 
     /// Removes `key`; returns whether it held a live value.
@@ -318,5 +323,40 @@ impl Tier {
     pub(crate) fn hear(&self) {
         self.map.clear();
         self.hearing.store(true, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(v: u32) -> Held {
+        Held::new(v, None, 4, None, &[])
+    }
+
+    fn value(map: &LocalMap, key: &str) -> Option<u32> {
+        map.get(key).and_then(|(h, _)| h.get::<u32>().copied())
+    }
+
+    /// A keep that is fenced off (here by an invalidation of another key
+    /// of its shard, which removes nothing at `k`) must not leave the copy
+    /// it was to replace: that copy is older than the value just written.
+    #[test]
+    fn a_fenced_off_keep_removes_the_copy_it_would_replace() {
+        let map = LocalMap::new(Bound::Entries(100), Clock::System);
+        let far = Clock::System.now_ms() + 60_000;
+        assert!(map.keep("k", held(1), far, map.stamp("k")));
+        let stamp = map.stamp("k");
+        map.evict(&[map.fence.shard_mate("k")]);
+        assert!(!map.keep("k", held(2), far, stamp));
+        assert_eq!(value(&map, "k"), None, "the old copy is gone");
+        // A pattern elsewhere voids every stamp: the same holds.
+        assert!(map.keep("k", held(3), far, map.stamp("k")));
+        let stamp = map.stamp("k");
+        map.evict_matching("elsewhere:*");
+        assert!(!map.keep("k", held(4), far, stamp));
+        assert_eq!(value(&map, "k"), None);
+        assert!(map.keep("k", held(5), far, map.stamp("k")));
+        assert_eq!(value(&map, "k"), Some(5));
     }
 }

@@ -323,7 +323,14 @@ impl MemoryStore {
         member_of: &[String],
         stamp: Stamp,
     ) -> Result<bool> {
+        // A put that is fenced off removes what the key holds: the value it
+        // would have replaced is no newer (a forced refresh must not leave
+        // the old value behind), and its stamp may have been voided by an
+        // invalidation of another key of its shard, which removed nothing
+        // here. A value put at the key meanwhile (which voided the stamp)
+        // goes too: a miss, never an older value.
         if !self.fence.current(stamp) {
+            self.map.remove(key);
             return Ok(false);
         }
         // Listed before it is visible: a tag invalidation that misses the
@@ -338,7 +345,7 @@ impl MemoryStore {
                 };
                 (Op::Put(put), true)
             } else {
-                (Op::Nop, false)
+                (Op::Remove, false)
             }
         });
         if stored && !self.fence.current(stamp) {
@@ -629,5 +636,43 @@ impl Store for MemoryStore {
 
     fn ping(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async { Ok(()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(v: u32) -> Held {
+        Held::new(v, None, 4, None, &[])
+    }
+
+    fn value(store: &MemoryStore, key: &str) -> Option<u32> {
+        match store.get_held(key) {
+            Found::Held(h) => h.get::<u32>().copied(),
+            _ => None,
+        }
+    }
+
+    /// A forced refresh whose put is fenced off by an invalidation of
+    /// another key of its shard must not leave the value it recomputed
+    /// (after a write to the source, say) behind in the store.
+    #[test]
+    fn a_fenced_off_put_removes_the_value_it_would_replace() {
+        let store = MemoryStore::new(1 << 20);
+        let ttl = Duration::from_secs(60);
+        let first = store.begin("k", &[]);
+        assert!(store.put_held("k", held(1), ttl, &[], first.stamp).unwrap());
+        let refresh = store.begin("k", &[]);
+        store.remove(&store.fence.shard_mate("k"));
+        assert!(
+            !store
+                .put_held("k", held(2), ttl, &[], refresh.stamp)
+                .unwrap()
+        );
+        assert_eq!(value(&store, "k"), None, "the old value is gone");
+        let again = store.begin("k", &[]);
+        assert!(store.put_held("k", held(3), ttl, &[], again.stamp).unwrap());
+        assert_eq!(value(&store, "k"), Some(3));
     }
 }
