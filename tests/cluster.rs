@@ -35,6 +35,30 @@ fn per_primary(cluster: &RedisCluster, pattern: &str) -> HashMap<u16, usize> {
         .collect()
 }
 
+/// `EVAL` calls that succeeded so far on each primary, by port (`INFO
+/// commandstats`: `calls` counts the failed ones too, `rejected_calls`
+/// neither).
+fn eval_calls(cluster: &RedisCluster) -> HashMap<u16, u64> {
+    cluster
+        .primaries()
+        .into_iter()
+        .map(|n| {
+            let info: String = n.cmd(&["INFO", "commandstats"]);
+            let stats = info
+                .lines()
+                .find_map(|l| l.strip_prefix("cmdstat_eval:"))
+                .unwrap_or_default();
+            let field = |name: &str| -> u64 {
+                stats
+                    .split(',')
+                    .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+                    .map_or(0, |c| c.parse().expect("a count"))
+            };
+            (n.port, field("calls") - field("failed_calls"))
+        })
+        .collect()
+}
+
 #[test]
 fn slots_are_computed_as_the_cluster_does() {
     let cluster = shared_cluster();
@@ -169,7 +193,18 @@ fn batches_and_indexes_span_slots() {
         cache.set_many(&items).await.unwrap();
         let mut asked: Vec<String> = keys.iter().rev().cloned().collect();
         asked.insert(10, "absent".into());
+        let evals_before = eval_calls(cluster);
         let got = cache.get_many::<usize>(&asked).await.unwrap();
+        let evals_after = eval_calls(cluster);
+        // One read-only script per primary (per 256 keys) read the batch
+        // across its slots: nothing else in cachekit sends `EVAL` (its
+        // scripts go by `EVALSHA`).
+        for (port, before) in &evals_before {
+            assert!(
+                evals_after[port] > *before,
+                "primary {port} read its keys with one script: {evals_before:?} -> {evals_after:?}"
+            );
+        }
         assert_eq!(got[10], None);
         for (k, v) in asked.iter().zip(&got) {
             if k != "absent" {

@@ -24,7 +24,8 @@
 //! | `get`, `set_nx` and `compare_and_swap` without member sets (`update`, leases, locks), `incr` (counters, namespace generations), `expire`, `ttl`, `members` | one | one request to the key's primary; atomic as on one Redis |
 //! | `write` of plain values (`set`, `set_many`, cached results) | one per value | one pipeline per slot, all slots at once |
 //! | `write`, `set_nx` or `compare_and_swap` of an entry with tags or indexes | the value and one sorted set per tag or index, in different slots | the value first, then each set (a script on the set's own slot) |
-//! | `get_many`, `delete` (also of a tag's entries) | many | `MGET`/`UNLINK` split per slot by the `redis` crate, sent in parallel, reassembled in order |
+//! | `get_many` | many | per primary, one read-only script that reads that node's keys across their slots (Redis 7; one `MGET` per slot, pipelined, before 7 or where scripts are refused), all primaries at once, reassembled in order |
+//! | `delete` (also of a tag's entries) | many | per primary, one pipeline of one `UNLINK` per slot, all primaries at once |
 //! | `delete_matching` (pattern invalidation, `Cache::clear`) | a glob | `SCAN` on every primary of the client's slot map, each batch `UNLINK`ed per slot |
 //!
 //! What this costs: an entry with tags or indexes is written in two round
@@ -35,8 +36,9 @@
 //! the set before deleting their entries, so a write racing it is either
 //! deleted or stays listed for the next invalidation, never a live entry
 //! listed nowhere. If the sets cannot be written, the value is taken back.
-//! A `get_many` or `set_many` of N keys is up to N requests, spread over the
-//! primaries and pipelined on each node's connection. A pattern invalidation
+//! A `set_many` of N keys is up to N requests, spread over the primaries
+//! and pipelined on each node's connection; a `get_many` is one request
+//! per primary. A pattern invalidation
 //! costs one `SCAN` pass per primary, whatever the pattern.
 //!
 //! What it gains: every primary takes its share of the keys and of the
@@ -102,6 +104,41 @@ const CLIENT_RETRIES: u32 = 6;
 /// module docs).
 const WEDGE_TIMEOUTS: u32 = 3;
 
+/// Reads the keys in `ARGV`, all served by the node it runs on, whatever
+/// their slots: one command for a node's share of a `get_many`, where
+/// Redis Cluster allows `MGET` only within one slot (and 100 keys fall in
+/// about 100 slots). Redis 7's `allow-cross-slot-keys` flag permits it; the
+/// keys are not declared (a command's declared keys must share a slot), so
+/// a key the node does not serve (a stale slot map) is an error, never a
+/// wrong answer. Read-only: `no-writes`.
+const GET_ACROSS_SLOTS: &str = "#!lua flags=allow-cross-slot-keys,no-writes
+local out = {}
+for i, key in ipairs(ARGV) do out[i] = redis.call('GET', key) end
+return out";
+
+/// Keys per script call: a node runs a script to its end before anything
+/// else, so a batch of many thousands is split.
+const SCRIPT_KEYS: usize = 256;
+
+/// Groups of a batch's positions, each with how many replies answer it.
+type Answered = Vec<(Vec<usize>, usize)>;
+
+/// Adapts a per-slot `add(pipe, positions) -> replies` for
+/// [`ClusterStore::per_node`].
+fn each_slot(
+    add: impl Fn(&mut redis::Pipeline, &[usize]) -> usize,
+) -> impl Fn(&mut redis::Pipeline, Vec<Vec<usize>>) -> Answered {
+    move |pipe, slots| {
+        slots
+            .into_iter()
+            .map(|positions| {
+                let n = add(pipe, &positions);
+                (positions, n)
+            })
+            .collect()
+    }
+}
+
 /// A Redis Cluster.
 pub(crate) struct ClusterStore {
     shared: Arc<Shared>,
@@ -117,6 +154,9 @@ pub(crate) struct Shared {
     watch: Watch,
     /// Which primary serves each slot, for batches grouped by node.
     slots: std::sync::RwLock<Option<SlotMap>>,
+    /// Until when (`now_ms()`) reads across slots take one `MGET` per slot,
+    /// after a server refused [`GET_ACROSS_SLOTS`].
+    scripts_off_until: AtomicU64,
 }
 
 /// The primary of every slot range, read with `CLUSTER SLOTS`.
@@ -226,6 +266,7 @@ impl ClusterStore {
                 tuning,
                 conns: PerRuntime::default(),
                 slots: std::sync::RwLock::new(None),
+                scripts_off_until: AtomicU64::new(0),
                 watch: Watch {
                     last_reply: AtomicU64::new(now_ms()),
                     timeouts: AtomicU32::new(0),
@@ -358,17 +399,40 @@ impl ClusterStore {
     }
 
     /// Runs a batch with each node's slots in one pipelined round trip, all
-    /// nodes at once. `add(pipe, positions)` adds the commands of one slot's
-    /// keys (given by their positions in the batch) and returns how many
-    /// replies they make. Returns each slot's positions and replies; `None`
+    /// nodes at once. `add(pipe, slots)` adds the commands for one node's
+    /// keys (given per slot, by their positions in the batch) and returns
+    /// the groups its replies answer: positions, and how many replies (see
+    /// [`each_slot`]). Returns each group's positions and replies; `None`
     /// when the batch must take the client's own per-slot path instead (no
     /// slot map, or a node answered `MOVED`: the map is read again next
     /// time).
     async fn per_node(
         &self,
         keys: &[String],
-        add: impl Fn(&mut redis::Pipeline, &[usize]) -> usize,
+        add: impl Fn(&mut redis::Pipeline, Vec<Vec<usize>>) -> Answered,
     ) -> Option<Vec<(Vec<usize>, Vec<Value>)>> {
+        match self.try_per_node(keys, add).await? {
+            Ok(replies) => Some(replies),
+            Err(e) => {
+                self.forget_slot_map(&e);
+                None
+            }
+        }
+    }
+
+    /// A per-node batch failed: its slot map may be stale.
+    fn forget_slot_map(&self, e: &Error) {
+        tracing::debug!(error = %e, "a per-node batch failed; using per-slot requests");
+        *self.shared.slots.write().expect("slot map") = None;
+    }
+
+    /// [`ClusterStore::per_node`], with the failure returned; `None` if
+    /// there is no slot map.
+    async fn try_per_node(
+        &self,
+        keys: &[String],
+        add: impl Fn(&mut redis::Pipeline, Vec<Vec<usize>>) -> Answered,
+    ) -> Option<Result<Vec<(Vec<usize>, Vec<Value>)>>> {
         let groups = self.by_node(keys).await?;
         let add = &add;
         let replies = self
@@ -376,7 +440,7 @@ impl ClusterStore {
                 try_join_all(groups.into_iter().map(|(route, slots)| {
                     let mut conn = conn.clone();
                     let mut pipe = redis::pipe();
-                    let counts: Vec<usize> = slots.iter().map(|p| add(&mut pipe, p)).collect();
+                    let answered = add(&mut pipe, slots);
                     async move {
                         let node = SingleNodeRoutingInfo::SpecificNode(
                             redis::cluster_routing::Route::new(
@@ -384,13 +448,25 @@ impl ClusterStore {
                                 redis::cluster_routing::SlotAddr::Master,
                             ),
                         );
-                        let total = counts.iter().sum();
-                        let mut replies =
-                            conn.route_pipeline(pipe, 0, total, node).await?.into_iter();
+                        let total = answered.iter().map(|(_, n)| n).sum();
+                        // A command's error comes back as a value in its
+                        // place: the batch fails with it (a stale map's
+                        // `MOVED`, a refused script, a full server).
+                        let mut replies = conn
+                            .route_pipeline(pipe, 0, total, node)
+                            .await?
+                            .into_iter()
+                            .map(|reply| match reply {
+                                Value::ServerError(e) => {
+                                    Err(Error::from(redis::RedisError::from(e)))
+                                }
+                                reply => Ok(reply),
+                            })
+                            .collect::<Result<Vec<_>>>()?
+                            .into_iter();
                         Ok::<_, Error>(
-                            slots
+                            answered
                                 .into_iter()
-                                .zip(counts)
                                 .map(|(positions, n)| {
                                     (positions, replies.by_ref().take(n).collect())
                                 })
@@ -401,14 +477,76 @@ impl ClusterStore {
                 .await
             })
             .await;
-        match replies {
-            Ok(per_node) => Some(per_node.into_iter().flatten().collect()),
-            Err(e) => {
-                tracing::debug!(error = %e, "a per-node batch failed; using per-slot requests");
-                *self.shared.slots.write().expect("slot map") = None;
-                None
+        Some(replies.map(|per_node| per_node.into_iter().flatten().collect()))
+    }
+
+    /// Reads many keys with one script per node (see [`GET_ACROSS_SLOTS`]),
+    /// or with one `MGET` per slot where scripts are refused; `None` when
+    /// the client's per-slot path must serve.
+    async fn get_per_node(&self, keys: &[String]) -> Option<Result<Vec<Option<Bytes>>>> {
+        let names = |positions: &[usize]| positions.iter().map(|&i| &keys[i]).collect::<Vec<_>>();
+        let replies = if self.shared.scripts_off_until.load(Ordering::Relaxed) <= now_ms() {
+            let by_script = |pipe: &mut redis::Pipeline, slots: Vec<Vec<usize>>| {
+                let all = slots.concat();
+                all.chunks(SCRIPT_KEYS)
+                    .map(|chunk| {
+                        pipe.cmd("EVAL")
+                            .arg(GET_ACROSS_SLOTS)
+                            .arg(0)
+                            .arg(names(chunk));
+                        (chunk.to_vec(), 1)
+                    })
+                    .collect()
+            };
+            match self.try_per_node(keys, by_script).await? {
+                Ok(replies) => Some(replies),
+                // A key not on the node the map says: the map is stale.
+                Err(e) if e.to_string().contains("non local key") => {
+                    self.forget_slot_map(&e);
+                    return None;
+                }
+                // Not a server's refusal (a timeout, a lost node): the
+                // client's per-slot path retries and redirects.
+                Err(e @ (Error::Timeout { .. } | Error::Unavailable(_))) => {
+                    self.forget_slot_map(&e);
+                    return None;
+                }
+                // Refused: a server before 7.0 (no script flags), an ACL
+                // without `EVAL`, scripting disabled, a busy script. One
+                // `MGET` per slot for a while.
+                Err(e) => {
+                    tracing::debug!(error = %e, "cross-slot reads refused; one MGET per slot for a minute");
+                    self.shared
+                        .scripts_off_until
+                        .store(now_ms() + 60_000, Ordering::Relaxed);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let replies = match replies {
+            Some(replies) => replies,
+            None => {
+                let mget = each_slot(|pipe, positions| {
+                    pipe.cmd("MGET").arg(names(positions));
+                    1
+                });
+                self.per_node(keys, mget).await?
+            }
+        };
+        let mut out = vec![None; keys.len()];
+        for (positions, mut reply) in replies {
+            let values: Vec<Option<Vec<u8>>> =
+                match redis::FromRedisValue::from_redis_value(reply.pop().unwrap_or(Value::Nil)) {
+                    Ok(values) => values,
+                    Err(e) => return Some(Err(Error::Backend(format!("MGET reply: {e}")))),
+                };
+            for (i, value) in positions.into_iter().zip(values) {
+                out[i] = value.map(Bytes::from);
             }
         }
+        Some(Ok(out))
     }
 
     /// Writes values through the client's per-slot routing (one pipeline
@@ -688,24 +826,9 @@ impl Store for ClusterStore {
     fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Bytes>>>> {
         Box::pin(async move {
             if keys.len() > 1
-                && let Some(replies) = self
-                    .per_node(keys, |pipe, positions| {
-                        pipe.cmd("MGET")
-                            .arg(positions.iter().map(|&i| &keys[i]).collect::<Vec<_>>());
-                        1
-                    })
-                    .await
+                && let Some(read) = self.get_per_node(keys).await
             {
-                let mut out = vec![None; keys.len()];
-                for (positions, mut reply) in replies {
-                    let values: Vec<Option<Vec<u8>>> =
-                        redis::FromRedisValue::from_redis_value(reply.pop().unwrap_or(Value::Nil))
-                            .map_err(|e| Error::Backend(format!("MGET reply: {e}")))?;
-                    for (i, value) in positions.into_iter().zip(values) {
-                        out[i] = value.map(Bytes::from);
-                    }
-                }
-                return Ok(out);
+                return read;
             }
             // The client splits a multi-slot MGET per slot and reassembles it.
             self.call(move |mut conn| async move { ops::get_many(&mut conn, keys).await })
@@ -718,16 +841,19 @@ impl Store for ClusterStore {
             if writes.len() > 1 {
                 let keys: Vec<String> = writes.iter().map(|w| w.key.clone()).collect();
                 let written = self
-                    .per_node(&keys, |pipe, positions| {
-                        for &i in positions {
-                            pipe.cmd("SET")
-                                .arg(&writes[i].key)
-                                .arg(writes[i].value.as_ref())
-                                .arg("PX")
-                                .arg(millis(writes[i].ttl));
-                        }
-                        positions.len()
-                    })
+                    .per_node(
+                        &keys,
+                        each_slot(|pipe, positions| {
+                            for &i in positions {
+                                pipe.cmd("SET")
+                                    .arg(&writes[i].key)
+                                    .arg(writes[i].value.as_ref())
+                                    .arg("PX")
+                                    .arg(millis(writes[i].ttl));
+                            }
+                            positions.len()
+                        }),
+                    )
                     .await;
                 if written.is_some() {
                     return self
@@ -781,11 +907,14 @@ impl Store for ClusterStore {
         Box::pin(async move {
             if keys.len() > 1
                 && let Some(replies) = self
-                    .per_node(keys, |pipe, positions| {
-                        pipe.cmd("UNLINK")
-                            .arg(positions.iter().map(|&i| &keys[i]).collect::<Vec<_>>());
-                        1
-                    })
+                    .per_node(
+                        keys,
+                        each_slot(|pipe, positions| {
+                            pipe.cmd("UNLINK")
+                                .arg(positions.iter().map(|&i| &keys[i]).collect::<Vec<_>>());
+                            1
+                        }),
+                    )
                     .await
             {
                 let mut deleted = 0;
