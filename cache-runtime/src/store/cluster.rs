@@ -127,16 +127,21 @@ type Answered = Vec<(Vec<usize>, usize)>;
 /// [`ClusterStore::per_node`].
 fn each_slot(
     add: impl Fn(&mut redis::Pipeline, &[usize]) -> usize,
-) -> impl Fn(&mut redis::Pipeline, Vec<Vec<usize>>) -> Answered {
-    move |pipe, slots| {
-        slots
-            .into_iter()
-            .map(|positions| {
+) -> impl Fn(&mut redis::Pipeline, &[(u16, usize)]) -> Answered {
+    move |pipe, keys| {
+        keys.chunk_by(|a, b| a.0 == b.0)
+            .map(|slot| {
+                let positions = positions(slot);
                 let n = add(pipe, &positions);
                 (positions, n)
             })
             .collect()
     }
+}
+
+/// The batch positions of `(slot, position)` pairs.
+fn positions(keys: &[(u16, usize)]) -> Vec<usize> {
+    keys.iter().map(|&(_, i)| i).collect()
 }
 
 /// A Redis Cluster.
@@ -194,9 +199,10 @@ pub(crate) fn key_slot(key: &str) -> u16 {
     crc16::State::<crc16::XMODEM>::calculate(hashed) % 16384
 }
 
-/// Keys grouped for a batch: per node, the slots it serves and, per slot,
-/// the positions of its keys in the batch.
-type ByNode = Vec<(u16, Vec<Vec<usize>>)>;
+/// Keys grouped for a batch: per node, a slot to route by, and its keys'
+/// slots and positions in the batch, sorted by slot (in batch order within
+/// a slot).
+type ByNode = Vec<(u16, Vec<(u16, usize)>)>;
 
 /// What the wedge detection watches: replies, and requests without one.
 #[derive(Debug, Default)]
@@ -333,8 +339,8 @@ impl ClusterStore {
         }
         let guard = self.shared.slots.read().expect("slot map");
         let map = guard.as_ref()?;
-        // Per node: its address, a slot to route by, its slots' keys.
-        type Node<'m> = (&'m str, u16, HashMap<u16, Vec<usize>>);
+        // Per node: its address, a slot to route by, its keys.
+        type Node<'m> = (&'m str, u16, Vec<(u16, usize)>);
         let mut nodes: Vec<Node<'_>> = Vec::new();
         for (i, key) in keys.iter().enumerate() {
             let slot = key_slot(key);
@@ -342,16 +348,20 @@ impl ClusterStore {
             let at = match nodes.iter().position(|(n, _, _)| *n == node) {
                 Some(at) => at,
                 None => {
-                    nodes.push((node, slot, HashMap::new()));
+                    nodes.push((node, slot, Vec::new()));
                     nodes.len() - 1
                 }
             };
-            nodes[at].2.entry(slot).or_default().push(i);
+            nodes[at].2.push((slot, i));
         }
         Some(
             nodes
                 .into_iter()
-                .map(|(_, route, slots)| (route, slots.into_values().collect()))
+                .map(|(_, route, mut keys)| {
+                    // Stable: a slot's keys stay in batch order.
+                    keys.sort_by_key(|&(slot, _)| slot);
+                    (route, keys)
+                })
                 .collect(),
         )
     }
@@ -399,8 +409,8 @@ impl ClusterStore {
     }
 
     /// Runs a batch with each node's slots in one pipelined round trip, all
-    /// nodes at once. `add(pipe, slots)` adds the commands for one node's
-    /// keys (given per slot, by their positions in the batch) and returns
+    /// nodes at once. `add(pipe, keys)` adds the commands for one node's
+    /// keys (their slots and positions in the batch, sorted by slot) and returns
     /// the groups its replies answer: positions, and how many replies (see
     /// [`each_slot`]). Returns each group's positions and replies; `None`
     /// when the batch must take the client's own per-slot path instead (no
@@ -409,7 +419,7 @@ impl ClusterStore {
     async fn per_node(
         &self,
         keys: &[String],
-        add: impl Fn(&mut redis::Pipeline, Vec<Vec<usize>>) -> Answered,
+        add: impl Fn(&mut redis::Pipeline, &[(u16, usize)]) -> Answered,
     ) -> Option<Vec<(Vec<usize>, Vec<Value>)>> {
         match self.try_per_node(keys, add).await? {
             Ok(replies) => Some(replies),
@@ -431,16 +441,16 @@ impl ClusterStore {
     async fn try_per_node(
         &self,
         keys: &[String],
-        add: impl Fn(&mut redis::Pipeline, Vec<Vec<usize>>) -> Answered,
+        add: impl Fn(&mut redis::Pipeline, &[(u16, usize)]) -> Answered,
     ) -> Option<Result<Vec<(Vec<usize>, Vec<Value>)>>> {
         let groups = self.by_node(keys).await?;
         let add = &add;
         let replies = self
             .call(|conn| async move {
-                try_join_all(groups.into_iter().map(|(route, slots)| {
+                try_join_all(groups.into_iter().map(|(route, keys)| {
                     let mut conn = conn.clone();
                     let mut pipe = redis::pipe();
-                    let answered = add(&mut pipe, slots);
+                    let answered = add(&mut pipe, &keys);
                     async move {
                         let node = SingleNodeRoutingInfo::SpecificNode(
                             redis::cluster_routing::Route::new(
@@ -486,15 +496,15 @@ impl ClusterStore {
     async fn get_per_node(&self, keys: &[String]) -> Option<Result<Vec<Option<Bytes>>>> {
         let names = |positions: &[usize]| positions.iter().map(|&i| &keys[i]).collect::<Vec<_>>();
         let replies = if self.shared.scripts_off_until.load(Ordering::Relaxed) <= now_ms() {
-            let by_script = |pipe: &mut redis::Pipeline, slots: Vec<Vec<usize>>| {
-                let all = slots.concat();
-                all.chunks(SCRIPT_KEYS)
+            let by_script = |pipe: &mut redis::Pipeline, keys: &[(u16, usize)]| {
+                keys.chunks(SCRIPT_KEYS)
                     .map(|chunk| {
+                        let positions = positions(chunk);
                         pipe.cmd("EVAL")
                             .arg(GET_ACROSS_SLOTS)
                             .arg(0)
-                            .arg(names(chunk));
-                        (chunk.to_vec(), 1)
+                            .arg(names(&positions));
+                        (positions, 1)
                     })
                     .collect()
             };
