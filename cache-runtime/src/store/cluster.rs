@@ -496,8 +496,9 @@ impl ClusterStore {
     async fn get_per_node(&self, keys: &[String]) -> Option<Result<Vec<Option<Bytes>>>> {
         let names = |positions: &[usize]| positions.iter().map(|&i| &keys[i]).collect::<Vec<_>>();
         let replies = if self.shared.scripts_off_until.load(Ordering::Relaxed) <= now_ms() {
-            let by_script = |pipe: &mut redis::Pipeline, keys: &[(u16, usize)]| {
-                keys.chunks(SCRIPT_KEYS)
+            let by_script = |pipe: &mut redis::Pipeline, node_keys: &[(u16, usize)]| {
+                node_keys
+                    .chunks(SCRIPT_KEYS)
                     .map(|chunk| {
                         let positions = positions(chunk);
                         pipe.cmd("EVAL")
