@@ -273,7 +273,7 @@ where
     }
     let ended = call.stack.flights.ended();
     let looked = lookup(&call).await;
-    dispatch(call, looked, comp, started, ended).await
+    dispatch(&call, looked, comp, started, ended).await
 }
 
 /// The store key of a call: with its prefix and namespace. Process-scope
@@ -287,7 +287,7 @@ async fn full_key<V>(stack: &Stack, p: &Policy<V>, key: String) -> Result<String
 }
 
 async fn dispatch<R, O, S, C>(
-    call: Call<O::Value, O, S>,
+    call: &Call<O::Value, O, S>,
     looked: Looked<O::Value>,
     comp: C,
     started: Option<Instant>,
@@ -306,7 +306,7 @@ where
                 if looked.state == State::Stale {
                     call.p.counters.add(Count::StaleHit);
                 }
-                super::refresh::spawn(&call, comp, (value.clone(), times));
+                super::refresh::spawn(call, comp, (value.clone(), times));
             }
             hit(&call.p, started, looked.local, call.output.restore(value))
         }
@@ -317,7 +317,7 @@ where
             // copied wherever the future moves. A miss pays one allocation
             // beside its round trips.
             let value =
-                Box::pin(super::miss::miss(&call, comp, looked, ended).instrument(span)).await;
+                Box::pin(super::miss::miss(call, comp, looked, ended).instrument(span)).await;
             miss(&call.p, started, value)
         }
     }
