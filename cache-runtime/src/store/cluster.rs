@@ -511,14 +511,13 @@ impl ClusterStore {
             };
             match self.try_per_node(keys, by_script).await? {
                 Ok(replies) => Some(replies),
-                // A key not on the node the map says: the map is stale.
-                Err(e) if e.to_string().contains("non local key") => {
-                    self.forget_slot_map(&e);
-                    return None;
-                }
-                // Not a server's refusal (a timeout, a lost node): the
+                // Not a refusal of the script: a key not on the node the
+                // map says (a stale map), a timeout, a lost node. The
                 // client's per-slot path retries and redirects.
-                Err(e @ (Error::Timeout { .. } | Error::Unavailable(_))) => {
+                Err(e)
+                    if matches!(e, Error::Timeout { .. } | Error::Unavailable(_))
+                        || e.to_string().contains("non local key") =>
+                {
                     self.forget_slot_map(&e);
                     return None;
                 }
